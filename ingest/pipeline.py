@@ -1,0 +1,215 @@
+"""The ingest pipeline, wired in one place:
+
+    subscribe → decode + validate → batch → COPY → commit → PUBACK
+                   └ bad input → dead_letters (same transaction)
+
+`run` owns every resource (MQTT source, database writer) and stops cleanly when its `stop`
+event is set (SIGTERM/SIGINT in the CLI): it stops reading, flushes and commits what it holds,
+acknowledges it, then disconnects. A crash at any point before commit loses nothing: the
+unacknowledged messages are redelivered by the broker.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+import structlog
+
+from ingest.decode import DECODERS, Decoded, decode
+from ingest.metrics import IngestMetrics
+from ingest.source import Inbound, MqttSource
+from ingest.writer import Batch, BatchWriter, DeadLetter
+from smartcity.errors import PayloadError, ServiceUnavailableError
+from smartcity.settings import Settings
+from smartcity.topics import parse_inbound
+
+log = structlog.get_logger("ingest.pipeline")
+
+# Raw bytes kept per dead letter: enough to see what a device sent, bounded so that a flood of
+# huge payloads cannot fill the disk.
+DEAD_LETTER_PAYLOAD_CAP_BYTES = 4096
+# Database reconnect backoff: capped, with jitter so that many workers do not stampede a
+# database that just came back.
+_BACKOFF_MIN_S = 0.2
+_BACKOFF_MAX_S = 10.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    msg: Inbound
+    decoded: Decoded | None
+    dead: DeadLetter | None
+
+
+def _dead_letter(msg: Inbound, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(
+        received_at=datetime.fromtimestamp(msg.received_at, tz=UTC),
+        topic=msg.topic,
+        payload=msg.payload[:DEAD_LETTER_PAYLOAD_CAP_BYTES],
+        payload_bytes=len(msg.payload),
+        reason=reason,
+        detail=detail.replace("\x00", "\\x00"),
+    )
+
+
+def _assemble(entries: Sequence[_Entry]) -> Batch:
+    batch = Batch.empty()
+    for e in entries:
+        if e.decoded is not None:
+            for table, rows in e.decoded.rows.items():
+                batch.rows.setdefault(table, []).extend(rows)
+            batch.sightings.extend(e.decoded.sightings)
+        if e.dead is not None:
+            batch.dead_letters.append(e.dead)
+    return batch
+
+
+class Pipeline:
+    """One ingest worker: one MQTT session, one database connection."""
+
+    def __init__(self, settings: Settings, metrics: IngestMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or IngestMetrics()
+        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_max)
+        self._source = MqttSource(settings, self._inbox, list(DECODERS))
+        self._writer = BatchWriter(settings.database_conninfo)
+        self._entries: list[_Entry] = []
+        self._rows_pending = 0
+        self._batch_started = 0.0
+
+    @property
+    def mqtt_connected(self) -> threading.Event:
+        return self._source.connected
+
+    # -- stage: decode ----------------------------------------------------------------------------
+
+    def _take(self, msg: Inbound) -> None:
+        info = parse_inbound(self.settings.mqtt_topic_root, msg.topic)
+        self.metrics.messages.labels(info.feed.value if info else "unknown").inc()
+        try:
+            decoded = decode(
+                info, msg.payload, max_payload_bytes=self.settings.ingest_max_payload_bytes
+            )
+            entry = _Entry(msg, decoded, None)
+            self._rows_pending += sum(len(r) for r in decoded.rows.values())
+        except PayloadError as exc:
+            entry = _Entry(msg, None, _dead_letter(msg, exc.reason, exc.detail))
+        except Exception as exc:  # never crash on input: a decoder bug is a dead letter too
+            log.exception("decoder failed", topic=msg.topic)
+            entry = _Entry(msg, None, _dead_letter(msg, "decoder_error", repr(exc)[:500]))
+        if entry.dead is not None:
+            self.metrics.rejected.labels(entry.dead.reason).inc()
+        if not self._entries:
+            self._batch_started = time.monotonic()
+        self._entries.append(entry)
+
+    # -- stage: write + acknowledge ---------------------------------------------------------------
+
+    def _flush(self) -> None:
+        entries, self._entries, self._rows_pending = self._entries, [], 0
+        if not entries:
+            return
+        batch = _assemble(entries)
+        started = time.monotonic()
+        try:
+            self._write_with_retry(batch)
+        except psycopg.Error as exc:
+            # Not a connection problem: the database refused some row. Find it by writing the
+            # messages one at a time, dead-letter the refused ones, and keep the rest.
+            log.error("batch refused by database; retrying message by message", error=str(exc))
+            self.metrics.db_errors.labels("refused").inc()
+            self._write_one_by_one(entries)
+        committed = time.monotonic()
+        self.metrics.flush_seconds.observe(committed - started)
+        self.metrics.batch_rows.observe(batch.row_count())
+        for table, rows in batch.rows.items():
+            self.metrics.rows.labels(table).inc(len(rows))
+        now = time.time()
+        for e in entries:
+            self.metrics.receive_to_commit_seconds.observe(now - e.msg.received_at)
+        self._source.ack([e.msg for e in entries])
+        self.metrics.queue_depth.set(self._inbox.qsize())
+
+    def _write_with_retry(self, batch: Batch) -> None:
+        delay = _BACKOFF_MIN_S
+        while True:
+            try:
+                if not self._writer.connected:
+                    self._writer.open()
+                self._writer.write(batch)
+                return
+            except (psycopg.OperationalError, ServiceUnavailableError) as exc:
+                # Connection lost or database down: hold the batch (unacknowledged, so the
+                # broker holds the rest), reconnect with backoff, write it again. The write is
+                # idempotent, so a commit whose reply was lost is harmless.
+                self.metrics.db_errors.labels("unavailable").inc()
+                log.warning(
+                    "database unavailable; will retry",
+                    error=str(exc).strip(),
+                    retry_in_s=round(delay, 2),
+                )
+                self._writer.close()
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    def _write_one_by_one(self, entries: Sequence[_Entry]) -> None:
+        for e in entries:
+            try:
+                self._write_with_retry(_assemble([e]))
+            except psycopg.Error as exc:
+                e.decoded = None
+                e.dead = _dead_letter(e.msg, "db_rejected", str(exc).strip()[:500])
+                self.metrics.rejected.labels("db_rejected").inc()
+                self._write_with_retry(_assemble([e]))
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _full_or_old(self, now: float) -> bool:
+        s = self.settings
+        if not self._entries:
+            return False
+        if self._rows_pending >= s.ingest_batch_rows or len(self._entries) >= s.ingest_batch_rows:
+            return True
+        return (now - self._batch_started) * 1000 >= s.ingest_batch_age_ms
+
+    def run(self, stop: threading.Event) -> None:
+        """Ingest until `stop` is set, then flush, acknowledge and disconnect."""
+        s = self.settings
+        self._source.start()
+        log.info(
+            "ingest started", batch_rows=s.ingest_batch_rows, batch_age_ms=s.ingest_batch_age_ms
+        )
+        idle_flush_s = s.ingest_idle_flush_ms / 1000
+        try:
+            while not stop.is_set():
+                # With a batch open, wait only the idle time: the broker may be holding the rest
+                # until we acknowledge, so waiting longer would only add latency.
+                timeout = max(idle_flush_s, 0.001) if self._entries else 0.05
+                try:
+                    msg = self._inbox.get(timeout=timeout)
+                except queue.Empty:
+                    if self._entries:
+                        self._flush()  # idle: the input paused
+                    continue
+                self._take(msg)
+                if self._full_or_old(time.monotonic()):
+                    self._flush()
+            # Shutdown: take nothing new, commit and acknowledge what is already here.
+            self._source.stop_reading()
+            while True:
+                try:
+                    self._take(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self._flush()
+            log.info("ingest stopped cleanly")
+        finally:
+            self._source.close()
+            self._writer.close()

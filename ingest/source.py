@@ -1,0 +1,166 @@
+"""The MQTT side of the ingest: a persistent QoS 1 session with manual acknowledgement.
+
+paho-mqtt runs its network loop in its own thread and hands each message to `_on_message`,
+which puts it on a bounded queue. When the queue is full the put blocks the network thread, so
+the ingest stops reading the socket and the broker stops sending: back-pressure without loss.
+Messages are acknowledged (PUBACK) only by `ack`, which the pipeline calls after the rows are
+committed. A message that is never acknowledged is redelivered by the broker after a reconnect
+or restart, because the session is persistent.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from smartcity.settings import Settings
+from smartcity.topics import Feed, subscription
+
+log = structlog.get_logger("ingest.source")
+
+# The broker keeps our session (and the unacknowledged messages in it) this long while we are
+# away: a week covers a weekend outage of the ingest without losing a reading.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+# MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may have in flight
+# to us. We acknowledge only after commit, so this must exceed a batch or the broker would stall
+# waiting for acknowledgements of a batch that is waiting for more messages. 65535 is the
+# protocol's maximum.
+RECEIVE_MAXIMUM = 65535
+_PUT_POLL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One received message, as the pipeline sees it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int  # which connection delivered it; acks go only to that connection
+    received_at: float  # time.time()
+
+
+class MqttSource:
+    """Owns the paho client. `start` connects (and keeps reconnecting); `close` disconnects."""
+
+    def __init__(
+        self, settings: Settings, inbox: queue.Queue[Inbound], feeds: Sequence[Feed]
+    ) -> None:
+        self._settings = settings
+        self._inbox = inbox
+        self._filters = [subscription(settings.mqtt_topic_root, feed) for feed in feeds]
+        self._generation = 0
+        self._reading = threading.Event()
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.ingest_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> threading.Event:
+        return self._connected
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._reading.set()
+        self._client.connect_async(
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            keepalive=self._settings.mqtt_keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def stop_reading(self) -> None:
+        """Take no more messages; the ones not yet queued stay unacknowledged at the broker."""
+        self._reading.clear()
+
+    def close(self) -> None:
+        self._reading.clear()
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def ack(self, messages: Sequence[Inbound]) -> int:
+        """Acknowledge committed messages, in the order received; returns how many were sent.
+
+        Messages from an earlier connection are skipped: their packet ids mean nothing to the
+        new connection, and the broker redelivers them (we store them idempotently again).
+        """
+        current = self._generation
+        sent = 0
+        for msg in messages:
+            if msg.qos > 0 and msg.generation == current:
+                self._client.ack(msg.mid, msg.qos)
+                sent += 1
+        return sent
+
+    # -- paho callbacks (network thread) ----------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt connect refused", reason=str(reason_code))
+            return
+        self._generation += 1
+        client.subscribe([(f, 1) for f in self._filters])
+        self._connected.set()
+        log.info(
+            "mqtt connected",
+            host=self._settings.mqtt_host,
+            port=self._settings.mqtt_port,
+            session_present=flags.session_present,
+            filters=self._filters,
+        )
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        if self._reading.is_set():
+            log.warning("mqtt disconnected; reconnecting", reason=str(reason_code))
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        item = Inbound(
+            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time()
+        )
+        while self._reading.is_set():
+            try:
+                self._inbox.put(item, timeout=_PUT_POLL_S)
+                return
+            except queue.Full:
+                continue  # back-pressure: the network thread waits, the broker holds the rest

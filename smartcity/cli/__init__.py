@@ -1,0 +1,43 @@
+"""The `smartcity` command: one entry point, a subcommand per job.
+
+Each subcommand builds its own `Settings` (environment variables with the `SMARTCITY_` prefix,
+or `.env`) and imports the process package it runs (`ingest`, `simulators`, `api`) only when
+it runs, so `smartcity --help` is fast and the packages stay independent of each other.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from smartcity.cli import db, demo, serve, simulate
+from smartcity.errors import SmartCityError
+
+app = typer.Typer(
+    name="smartcity",
+    help=(
+        "Smart-city telemetry: street lights, meters and buses over MQTT into PostgreSQL/"
+        "TimescaleDB, with an HTTP API.\n\n"
+        "Start with 'smartcity demo' (everything at once), or run the parts: 'db migrate', "
+        "'simulate lighting', 'ingest', 'api'. Settings come from SMARTCITY_* environment "
+        "variables or a .env file (see .env.example)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(simulate.app, name="simulate")
+app.command("ingest")(serve.ingest)
+app.command("api")(serve.api)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    try:
+        app()
+    except SmartCityError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Database schema, migrations and the storage-mode difference (TimescaleDB or plain PostgreSQL)."""

@@ -1,0 +1,31 @@
+"""Versioned schema migrations, applied in order by `smartcity db migrate`.
+
+Each migration is a module `mNNNN_name.py` with `VERSION`, `DESCRIPTION` and
+`apply(conn, mode)`. Once a migration has landed on main it is never edited: change the
+schema with a new one. Tables that hold time series are created through
+`smartcity.db.storage`, which knows the storage mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from smartcity.db.migrations import m0001_core
+from smartcity.db.storage import StorageMode
+
+ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: ApplyFn
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
+)

@@ -1,0 +1,101 @@
+"""Typed settings, read from the environment (prefix `SMARTCITY_`) and an optional `.env` file.
+
+Build one `Settings` object at each process's entry point and pass it down; nothing in the
+project reads the environment anywhere else, so tests can build their own settings freely.
+`.env.example` lists every setting with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, PostgresDsn, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageModeSetting(StrEnum):
+    """Which storage layout `db migrate` creates (see `smartcity.db.storage`)."""
+
+    AUTO = "auto"
+    TIMESCALEDB = "timescaledb"
+    POSTGRESQL = "postgresql"
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """Every setting of every process; each is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMARTCITY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- PostgreSQL / TimescaleDB -------------------------------------------------------------
+    database_url: PostgresDsn = Field(
+        default=PostgresDsn("postgresql://postgres@127.0.0.1:5432/smartcity"),
+        description="Where the service keeps its data; `db migrate` creates the database.",
+    )
+    storage_mode: StorageModeSetting = Field(
+        default=StorageModeSetting.AUTO,
+        description="auto: TimescaleDB when the extension is available, else plain PostgreSQL.",
+    )
+    db_pool_min_size: Annotated[int, Field(ge=1)] = 2
+    db_pool_max_size: Annotated[int, Field(ge=1)] = 10
+
+    # --- MQTT ----------------------------------------------------------------------------------
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_topic_root: str = Field(
+        default="city",
+        description="First topic level; `city` in production, a unique root per test run.",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
+    mqtt_keepalive_s: Annotated[int, Field(ge=5)] = 30
+
+    # --- ingest --------------------------------------------------------------------------------
+    ingest_client_id: str = Field(
+        default="smartcity-ingest",
+        description="MQTT client id; the broker keeps this id's persistent session.",
+    )
+    ingest_batch_rows: Annotated[int, Field(ge=1)] = 5000
+    ingest_batch_age_ms: Annotated[int, Field(ge=1)] = 200
+    ingest_idle_flush_ms: Annotated[int, Field(ge=0)] = Field(
+        default=5,
+        description="Flush early when no message arrived for this long: the broker will not send "
+        "more until we acknowledge, so waiting out the full batch age only adds latency.",
+    )
+    ingest_queue_max: Annotated[int, Field(ge=1)] = 20000
+    ingest_max_payload_bytes: Annotated[int, Field(ge=64)] = 65536
+    ingest_metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=9108, description="Prometheus metrics port of the ingest process; 0 disables it."
+    )
+
+    # --- API -----------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+    # --- logging -------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.CONSOLE
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def database_conninfo(self) -> str:
+        """The database URL as a libpq connection string for psycopg."""
+        return str(self.database_url)
