@@ -85,8 +85,9 @@ class Pipeline:
         self._batch_started = 0.0
 
     @property
-    def mqtt_connected(self) -> threading.Event:
-        return self._source.connected
+    def ready(self) -> threading.Event:
+        """Set when the broker confirmed the subscriptions: messages published now reach us."""
+        return self._source.subscribed
 
     # -- stage: decode ----------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class MqttSource:
         self._generation = 0
         self._reading = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.ingest_client_id,
@@ -75,10 +76,16 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     @property
     def connected(self) -> threading.Event:
         return self._connected
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker confirmed our subscriptions on the current connection."""
+        return self._subscribed
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -151,8 +158,23 @@ class MqttSource:
         _properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         if self._reading.is_set():
             log.warning("mqtt disconnected; reconnecting", reason=str(reason_code))
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("subscription refused by the broker", reasons=refused, filters=self._filters)
+            return
+        self._subscribed.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         item = Inbound(

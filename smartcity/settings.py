@@ -10,7 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, PostgresDsn, field_validator
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,9 +40,10 @@ class Settings(BaseSettings):
     )
 
     # --- PostgreSQL / TimescaleDB -------------------------------------------------------------
-    database_url: PostgresDsn = Field(
-        default=PostgresDsn("postgresql://postgres@127.0.0.1:5432/smartcity"),
-        description="Where the service keeps its data; `db migrate` creates the database.",
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/smartcity",
+        description="Where the service keeps its data (a libpq URL or key=value string); "
+        "`db migrate` creates the database.",
     )
     storage_mode: StorageModeSetting = Field(
         default=StorageModeSetting.AUTO,
@@ -94,6 +97,18 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(
+                "database_url must be a PostgreSQL URL such as "
+                f"postgresql://postgres@127.0.0.1:5432/smartcity ({exc})"
+            ) from None
+        return value
 
     @property
     def database_conninfo(self) -> str:

@@ -17,6 +17,10 @@ class LampTelemetry(BaseModel):
     """One lamp reading: topic `city/{city}/lighting/{lamp_id}/telemetry`."""
 
     model_config = ConfigDict(
+        # Strict: "80" is not 80 and "true" is not true. A device that sends strings for numbers
+        # has a firmware bug that an operator should see in dead_letters, not have papered over.
+        strict=True,
+        # Unknown fields are ignored so that newer firmware with extra fields still reports.
         extra="ignore",
         allow_inf_nan=False,
         json_schema_extra={

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (built with grafana-foundation-sdk; see the dashboards issue)."""
