@@ -19,7 +19,7 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
             name, _, value = line.partition("=")
             listed[name] = value
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    for name, field in Settings.model_fields.items():
+    for name in Settings.model_fields:
         env = f"SMARTCITY_{name.upper()}"
         assert env in listed, f"{env} is missing from .env.example"
         default = getattr(defaults, name)
