@@ -1,0 +1,13 @@
+"""`smartcity bench …`: the project's benchmarks (see `smartcity.bench`)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="Benchmarks, measured side by side in one run; results go to docs/benchmarks.md.",
+    no_args_is_help=True,
+)
+
+# Each benchmark registers its command below, one line each, e.g.
+# app.command("ingest")(ingest_bench.command)
