@@ -1,0 +1,228 @@
+"""`smartcity dashboards check`: the committed dashboards are well-formed, and their SQL works.
+
+Structure (no database needed):
+* each JSON file round-trips through the SDK's `Dashboard` model unchanged;
+* panel ids are unique and panels do not overlap on the grid;
+* the files equal what `dashboards build` generates.
+
+SQL (against a database with data, e.g. the one the simulators filled):
+* each variable's query returns options; each panel's query, with Grafana's macros and the
+  variables expanded over the dashboard's default time range, runs and returns a row that is
+  not all NULL;
+* EXPLAIN shows no sequential scan of a raw table (or of one of its partitions or chunks).
+  The plan is taken with `enable_seqscan = off`: on a small test database the planner rightly
+  prefers scanning a few pages, so what we check is that an index path exists for the query
+  (PostgreSQL still plans a sequential scan, disabled or not, when none does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dashboards.build import JSON_DIR, sdk_runtime, stale_files
+from dashboards.macros import MacroError, TimeRange, expand, quote
+
+# Raw time-series tables (and the dead-letter store): never scanned whole by a dashboard.
+RAW_TABLES = frozenset({"lighting_readings", "meter_readings", "vehicle_positions", "dead_letters"})
+# A query this slow on the test database is a problem in itself.
+STATEMENT_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    dashboard: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.dashboard}: {self.where}: {self.message}"
+
+
+def load(directory: Path = JSON_DIR) -> dict[str, dict[str, Any]]:
+    return {
+        p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))
+    }
+
+
+def panels(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows."""
+    for panel in data.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def check_structure(name: str, data: dict[str, Any]) -> list[Problem]:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    sdk_runtime()
+    problems: list[Problem] = []
+    again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    if again != data:
+        problems.append(Problem(name, "model", "does not round-trip through the SDK's Dashboard"))
+    seen_ids: dict[int, str] = {}
+    boxes: list[tuple[str, int, int, int, int]] = []
+    for panel in panels(data):
+        title = str(panel.get("title", "?"))
+        pid = panel.get("id")
+        if not isinstance(pid, int):
+            problems.append(Problem(name, title, "panel has no numeric id"))
+        elif pid in seen_ids:
+            problems.append(Problem(name, title, f"id {pid} is also used by {seen_ids[pid]!r}"))
+        else:
+            seen_ids[pid] = title
+        pos = panel.get("gridPos") or {}
+        x, y, w, h = (int(pos.get(k, 0)) for k in ("x", "y", "w", "h"))
+        if w <= 0 or h <= 0 or x < 0 or x + w > 24:
+            problems.append(Problem(name, title, f"gridPos {pos} is outside the 24-column grid"))
+        for other, ox, oy, ow, oh in boxes:
+            if x < ox + ow and ox < x + w and y < oy + oh and oy < y + h:
+                problems.append(Problem(name, title, f"overlaps {other!r} on the grid"))
+        boxes.append((title, x, y, w, h))
+    return problems
+
+
+def check_committed(directory: Path = JSON_DIR) -> list[Problem]:
+    return [
+        Problem(n, "file", "differs from what 'smartcity dashboards build' generates; run it")
+        for n in stale_files(directory)
+    ]
+
+
+def _variables(
+    conn: Any, data: dict[str, Any], time_range: TimeRange, timescaledb: bool
+) -> tuple[dict[str, str], list[Problem]]:
+    """Each variable's value as Grafana would interpolate it, taken from its own query."""
+    name = str(data.get("title"))
+    values: dict[str, str] = {}
+    problems: list[Problem] = []
+    for var in data.get("templating", {}).get("list", []):
+        var_name = str(var["name"])
+        query = var.get("query")
+        if var.get("type") != "query" or not isinstance(query, str):
+            problems.append(Problem(name, f"${var_name}", "only SQL query variables are checked"))
+            continue
+        try:
+            sql = expand(query, time_range, values, timescaledb=timescaledb)
+            options = [str(r[0]) for r in conn.execute(sql).fetchall() if r[0] is not None]
+        except Exception as exc:
+            conn.rollback()
+            problems.append(Problem(name, f"${var_name}", f"query failed: {exc}"))
+            continue
+        if not options:
+            problems.append(Problem(name, f"${var_name}", "query returned no options"))
+            continue
+        if var.get("multi") or var.get("includeAll"):
+            # 'All' (and a multi selection) is interpolated as a quoted, comma-separated list.
+            values[var_name] = ",".join(quote(o) for o in options)
+        else:
+            values[var_name] = options[0]
+    return values, problems
+
+
+def _seq_scans(plan: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Seq Scan":
+            yield str(plan.get("Schema", "public")), str(plan["Relation Name"])
+        for value in plan.values():
+            yield from _seq_scans(value)
+    elif isinstance(plan, list):
+        for item in plan:
+            yield from _seq_scans(item)
+
+
+def _raw_table_of(conn: Any, schema: str, relation: str) -> str | None:
+    """The raw table `relation` is, or is a partition (plain) or chunk (TimescaleDB) of."""
+    if relation in RAW_TABLES:
+        return relation
+    row = conn.execute(
+        "SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE i.inhrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
+        (schema, relation),
+    ).fetchone()
+    parent = str(row[0]) if row else None
+    return parent if parent in RAW_TABLES else None
+
+
+def check_queries(
+    conninfo: str, dashboards: dict[str, dict[str, Any]], *, now: datetime | None = None
+) -> list[Problem]:
+    from smartcity.db import storage
+    from smartcity.db.connect import connect
+
+    problems: list[Problem] = []
+    with connect(conninfo) as conn:
+        conn.read_only = True
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.commit()
+        timescaledb = storage.read_mode(conn) is storage.StorageMode.TIMESCALEDB
+        conn.rollback()
+        for data in dashboards.values():
+            name = str(data.get("title"))
+            time = data.get("time", {})
+            time_range = TimeRange.relative(time.get("from", "now-6h"), time.get("to", "now"), now)
+            variables, var_problems = _variables(conn, data, time_range, timescaledb)
+            problems += var_problems
+            for panel in panels(data):
+                for target in panel.get("targets", []):
+                    title = f"{panel.get('title')} [{target.get('refId')}]"
+                    problems += _check_target(
+                        conn, name, title, target, time_range, variables, timescaledb
+                    )
+    return problems
+
+
+def _check_target(
+    conn: Any,
+    name: str,
+    title: str,
+    target: dict[str, Any],
+    time_range: TimeRange,
+    variables: dict[str, str],
+    timescaledb: bool,
+) -> list[Problem]:
+    raw = target.get("rawSql")
+    if not isinstance(raw, str) or not raw.strip():
+        return [Problem(name, title, "target has no rawSql")]
+    try:
+        sql = expand(raw, time_range, variables, timescaledb=timescaledb)
+    except MacroError as exc:
+        return [Problem(name, title, str(exc))]
+    problems: list[Problem] = []
+    try:
+        rows = conn.execute(sql).fetchall()
+        if not rows:
+            problems.append(Problem(name, title, "returned no rows over the default range"))
+        elif all(v is None for v in rows[0]):
+            problems.append(Problem(name, title, "returned only NULL over the default range"))
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchone()[0]
+        for schema, relation in _seq_scans(plan):
+            table = _raw_table_of(conn, schema, relation)
+            if table is not None:
+                problems.append(
+                    Problem(name, title, f"sequential scan of raw table {table} ({relation})")
+                )
+    except Exception as exc:
+        problems.append(Problem(name, title, f"query failed: {str(exc).strip()}"))
+    finally:
+        conn.rollback()
+    return problems
+
+
+def check_all(
+    conninfo: str | None, directory: Path = JSON_DIR, *, now: datetime | None = None
+) -> list[Problem]:
+    """Every check; the SQL ones only when `conninfo` is given."""
+    dashboards = load(directory)
+    problems = check_committed(directory)
+    for name, data in dashboards.items():
+        problems += check_structure(name, data)
+    if conninfo is not None:
+        problems += check_queries(conninfo, dashboards, now=now or datetime.now(UTC))
+    return problems

@@ -1,0 +1,1 @@
+"""The docker-compose deployment: secrets for `.env` and MQTT device credentials."""
