@@ -17,6 +17,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -35,6 +36,7 @@ PASSWORDS = {
     LAMP: "lamp-secret-1",
     "smartcity-ingest": "ingest-secret",
     "smartcity-api": "api-secret",
+    "smartcity-healthcheck": "health-secret",
 }
 # Reason codes of MQTT v5 (sections 3.2.2.2, 3.4.2.1); Mosquitto answers a wrong password
 # with Not authorized too.
@@ -204,3 +206,23 @@ def test_anonymous_and_wrong_passwords_are_refused(
     wrong = _client(broker, clients, LAMP, "not-the-password")
     assert wrong.connack is not None
     assert wrong.connack.value == NOT_AUTHORIZED
+
+
+@pytest.mark.slow
+def test_the_compose_health_check_command_passes_with_its_own_user(broker: ComposeBroker) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    kind, command = compose["services"]["mqtt"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    # Compose turns `$$` into `$`; the private broker listens on its own port.
+    shell = command.replace("$$", "$").replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {broker.port}")
+    env = {
+        "PATH": os.environ["PATH"],
+        "MQTT_HEALTHCHECK_PASSWORD": PASSWORDS["smartcity-healthcheck"],
+    }
+    ok = subprocess.run(["sh", "-c", shell], env=env, capture_output=True, timeout=30, check=False)
+    assert ok.returncode == 0, ok.stderr
+    env["MQTT_HEALTHCHECK_PASSWORD"] = "wrong"
+    refused = subprocess.run(
+        ["sh", "-c", shell], env=env, capture_output=True, timeout=30, check=False
+    )
+    assert refused.returncode != 0

@@ -14,7 +14,7 @@ mosquitto_passwd -b "$passwd_file" smartcity-simulator "${MQTT_SIMULATOR_PASSWOR
 mosquitto_passwd -b "$passwd_file" smartcity-healthcheck "${MQTT_HEALTHCHECK_PASSWORD:?set MQTT_HEALTHCHECK_PASSWORD in .env}"
 # Devices: one `device_id:$7$…` line each, written by `smartcity deploy add-device`.
 if [ -f /mosquitto/config/devices.passwd ]; then
-  grep -v '^[[:space:]]*\(#\|$\)' /mosquitto/config/devices.passwd >> "$passwd_file" || true
+  grep -Ev '^[[:space:]]*(#|$)' /mosquitto/config/devices.passwd >> "$passwd_file" || true
 fi
 chown mosquitto:mosquitto "$passwd_file"
 
