@@ -76,6 +76,8 @@ def check_structure(name: str, data: dict[str, Any]) -> list[Problem]:
             problems.append(Problem(name, title, f"id {pid} is also used by {seen_ids[pid]!r}"))
         else:
             seen_ids[pid] = title
+        if panel.get("type") != "row" and not panel.get("targets"):
+            problems.append(Problem(name, title, "panel has no query"))
         pos = panel.get("gridPos") or {}
         x, y, w, h = (int(pos.get(k, 0)) for k in ("x", "y", "w", "h"))
         if w <= 0 or h <= 0 or x < 0 or x + w > 24:

@@ -13,6 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import geomap as geomap_models
 
 from dashboards.sql import Format, Sql, datasource
 
@@ -201,6 +202,7 @@ def points_map(
         .view(geomap.MapViewConfig().id("fit").all_layers(True).zoom(12))
         .basemap(common.MapLayerOptions().type("default").name("Basemap"))
         .layers([layer])
+        .tooltip(geomap.TooltipOptions().mode(geomap_models.TooltipMode.DETAILS))
         .mappings(state_mappings(states))
         .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
     )

@@ -48,10 +48,12 @@ def test_structure_check_finds_duplicate_ids_overlaps_and_lost_fields() -> None:
     broken["panels"][1]["id"] = broken["panels"][0]["id"]
     broken["panels"][1]["gridPos"] = dict(broken["panels"][0]["gridPos"])
     broken["panels"][2]["notAGrafanaField"] = 1  # the SDK's model drops it: no round trip
+    broken["panels"][3]["targets"] = []
     messages = [p.message for p in check_structure("x", broken)]
     assert any("is also used by" in m for m in messages), messages
     assert any("overlaps" in m for m in messages), messages
     assert any("round-trip" in m for m in messages), messages
+    assert any("has no query" in m for m in messages), messages
 
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

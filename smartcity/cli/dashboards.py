@@ -42,7 +42,7 @@ def check(
     problems = check_all(conninfo)
     console = Console()
     for problem in problems:
-        console.print(f"[red]✗[/] {problem}", highlight=False)
+        console.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
     if problems:
         console.print(f"{len(problems)} problem(s)")
         raise typer.Exit(1)
