@@ -61,6 +61,19 @@ _STATE = (
 )
 
 
+def lamps_with_state(columns: str, condition: str) -> str:
+    """Every known lamp of the selection with its state code, `columns` of `devices d`, the
+    rows kept by `condition` (on `d` and the latest reading `l`, NULL when silent)."""
+    return (
+        LATEST
+        + f"SELECT {columns}, {_STATE} AS state "
+        + "FROM devices d LEFT JOIN latest l ON l.lamp_id = d.device_id "
+        + "WHERE d.domain = 'lighting' AND "
+        + _WHERE.format(alias="d")
+        + f" AND {condition}"
+    )
+
+
 def build() -> dm.Dashboard:
     board = Board(
         uid=UID,
@@ -129,12 +142,10 @@ def build() -> dm.Dashboard:
     board.add(
         points_map(
             "Lamps by state",
-            LATEST
-            + "SELECT d.device_id AS lamp, d.district, d.lat AS latitude, d.lon AS longitude, "
-            + f"{_STATE} AS state FROM devices d LEFT JOIN latest l ON l.lamp_id = d.device_id "
-            + "WHERE d.domain = 'lighting' AND "
-            + _WHERE.format(alias="d")
-            + " AND d.lat IS NOT NULL AND d.lon IS NOT NULL",
+            lamps_with_state(
+                "d.device_id AS lamp, d.district, d.lat AS latitude, d.lon AS longitude",
+                "d.lat IS NOT NULL AND d.lon IS NOT NULL",
+            ),
             state_field="state",
             states=STATES,
             description="Each lamp at its reported position: on, off, faulty or silent.",
@@ -157,12 +168,10 @@ def build() -> dm.Dashboard:
     board.add(
         table_panel(
             "Faulty and silent lamps",
-            LATEST
-            + "SELECT d.device_id AS lamp, d.district, d.last_seen, "
-            + f"{_STATE} AS state FROM devices d LEFT JOIN latest l ON l.lamp_id = d.device_id "
-            + "WHERE d.domain = 'lighting' AND "
-            + _WHERE.format(alias="d")
-            + " AND (l.lamp_id IS NULL OR l.lamp_failure) ORDER BY d.last_seen LIMIT 500",
+            lamps_with_state(
+                "d.device_id AS lamp, d.district, d.last_seen",
+                "(l.lamp_id IS NULL OR l.lamp_failure) ORDER BY d.last_seen LIMIT 500",
+            ),
             description="Oldest news first; at most 500 rows.",
         ).mappings(state_mappings(STATES)),
         width=24,
