@@ -32,8 +32,12 @@ COMPOSE_BROKER = ROOT / "deploy" / "compose" / "mosquitto"
 SHARED_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 
 LAMP, OTHER_LAMP = "ast-lamp-000001", "ast-lamp-000002"
+METER, GATEWAY, BUS = "ast-meter-000001", "ast-gw-0001", "ast-bus-0001"
 PASSWORDS = {
     LAMP: "lamp-secret-1",
+    METER: "meter-secret",
+    GATEWAY: "gateway-secret",
+    BUS: "bus-secret",
     "smartcity-ingest": "ingest-secret",
     "smartcity-api": "api-secret",
     "smartcity-healthcheck": "health-secret",
@@ -85,7 +89,8 @@ class ComposeBroker(PrivateMosquitto):
                 capture_output=True,
             )
         with passwd.open("a") as f:
-            f.write(password_line(LAMP, PASSWORDS[LAMP]) + "\n")
+            for device in (LAMP, METER, GATEWAY, BUS):
+                f.write(password_line(device, PASSWORDS[device]) + "\n")
 
 
 class Client:
@@ -186,6 +191,40 @@ def test_a_device_may_publish_its_own_topics_and_not_another_devices(
     wait_until(lambda: own in ingest.received, timeout_s=TIMEOUT_S, what="the lamp's reading")
     assert foreign not in ingest.received
     assert foreign_cmd not in ingest.received
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("device", "own", "foreign"),
+    [
+        (
+            METER,
+            topics.meter_reading("city", "astana", METER),
+            topics.meter_reading("city", "astana", "ast-meter-000002"),
+        ),
+        (
+            GATEWAY,
+            topics.gateway_senml("city", "aktobe", GATEWAY),
+            topics.gateway_senml("city", "aktobe", "ast-gw-0002"),
+        ),
+        (
+            BUS,
+            topics.vehicle_position("city", "shymkent", BUS),
+            topics.vehicle_position("city", "shymkent", "ast-bus-0002"),
+        ),
+        (
+            BUS,
+            topics.device_status("city", "shymkent", topics.Domain.TRANSIT, BUS),
+            topics.device_status("city", "shymkent", topics.Domain.TRANSIT, "ast-bus-0002"),
+        ),
+    ],
+)
+def test_every_feed_is_limited_to_the_devices_own_id(
+    broker: ComposeBroker, clients: list[Client], device: str, own: str, foreign: str
+) -> None:
+    client = _client(broker, clients, device)
+    assert client.publish(own) < FIRST_ERROR
+    assert client.publish(foreign) == NOT_AUTHORIZED
 
 
 @pytest.mark.slow
