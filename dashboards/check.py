@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql as pgsql
+
 from dashboards.build import JSON_DIR, sdk_runtime, stale_files
 from dashboards.macros import MacroError, TimeRange, expand, quote
 
@@ -96,8 +99,11 @@ def check_committed(directory: Path = JSON_DIR) -> list[Problem]:
     ]
 
 
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
 def _variables(
-    conn: Any, data: dict[str, Any], time_range: TimeRange, timescaledb: bool
+    conn: Conn, data: dict[str, Any], time_range: TimeRange, timescaledb: bool
 ) -> tuple[dict[str, str], list[Problem]]:
     """Each variable's value as Grafana would interpolate it, taken from its own query."""
     name = str(data.get("title"))
@@ -111,8 +117,9 @@ def _variables(
             continue
         try:
             sql = expand(query, time_range, values, timescaledb=timescaledb)
-            options = [str(r[0]) for r in conn.execute(sql).fetchall() if r[0] is not None]
-        except Exception as exc:
+            rows = conn.execute(pgsql.SQL(sql)).fetchall()
+            options = [str(r[0]) for r in rows if r[0] is not None]
+        except (MacroError, psycopg.Error) as exc:
             conn.rollback()
             problems.append(Problem(name, f"${var_name}", f"query failed: {exc}"))
             continue
@@ -138,7 +145,7 @@ def _seq_scans(plan: Any) -> Iterator[tuple[str, str]]:
             yield from _seq_scans(item)
 
 
-def _raw_table_of(conn: Any, schema: str, relation: str) -> str | None:
+def _raw_table_of(conn: Conn, schema: str, relation: str) -> str | None:
     """The raw table `relation` is, or is a partition (plain) or chunk (TimescaleDB) of."""
     if relation in RAW_TABLES:
         return relation
@@ -160,7 +167,9 @@ def check_queries(
     problems: list[Problem] = []
     with connect(conninfo) as conn:
         conn.read_only = True
-        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (str(STATEMENT_TIMEOUT_MS),)
+        )
         conn.commit()
         timescaledb = storage.read_mode(conn) is storage.StorageMode.TIMESCALEDB
         conn.rollback()
@@ -180,7 +189,7 @@ def check_queries(
 
 
 def _check_target(
-    conn: Any,
+    conn: Conn,
     name: str,
     title: str,
     target: dict[str, Any],
@@ -197,20 +206,23 @@ def _check_target(
         return [Problem(name, title, str(exc))]
     problems: list[Problem] = []
     try:
-        rows = conn.execute(sql).fetchall()
+        # The dashboard's own SQL, run as Grafana would run it: text, not composed values.
+        query = pgsql.SQL(sql)
+        rows = conn.execute(query).fetchall()
         if not rows:
             problems.append(Problem(name, title, "returned no rows over the default range"))
         elif all(v is None for v in rows[0]):
             problems.append(Problem(name, title, "returned only NULL over the default range"))
         conn.execute("SET LOCAL enable_seqscan = off")
-        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchone()[0]
+        explained = conn.execute(pgsql.SQL("EXPLAIN (FORMAT JSON) ") + query).fetchone()
+        plan = explained[0] if explained else []
         for schema, relation in _seq_scans(plan):
             table = _raw_table_of(conn, schema, relation)
             if table is not None:
                 problems.append(
                     Problem(name, title, f"sequential scan of raw table {table} ({relation})")
                 )
-    except Exception as exc:
+    except psycopg.Error as exc:
         problems.append(Problem(name, title, f"query failed: {str(exc).strip()}"))
     finally:
         conn.rollback()
