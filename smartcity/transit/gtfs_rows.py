@@ -1,0 +1,87 @@
+"""Reading fields out of one CSV row, and collecting the problems a file has.
+
+A file's rows are all read before the feed is refused, so one run lists every bad row (up to
+`MAX_LISTED_PROBLEMS`) rather than one per attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from smartcity.transit.errors import FeedError, Problem
+from smartcity.transit.gtfs_csv import Header
+from smartcity.transit.gtfs_fields import FieldError
+
+T = TypeVar("T")
+
+# Enough to show every kind of mistake in a file; a feed with thousands of the same mistake
+# gets a count instead of a wall of text.
+MAX_LISTED_PROBLEMS = 20
+
+
+class BadFieldError(Exception):
+    """A field of the current row is wrong; caught per row by the file's reader."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+        self.message = message
+
+
+class Problems:
+    """Problems found so far in a feed."""
+
+    def __init__(self) -> None:
+        self.listed: list[Problem] = []
+        self.more = 0
+
+    def add(self, file: str, line: int | None, column: str | None, message: str) -> None:
+        if len(self.listed) < MAX_LISTED_PROBLEMS:
+            self.listed.append(Problem(file, line, column, message))
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.listed:
+            raise FeedError(self.listed, more=self.more)
+
+
+class Fields:
+    """Typed access to the columns of one file's rows; `use(row)` before reading a row."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+        self._getters: dict[str, Callable[[list[str]], str]] = {}
+        self._row: list[str] = []
+
+    def use(self, row: list[str]) -> None:
+        self._row = row
+
+    def text(self, column: str) -> str | None:
+        getter = self._getters.get(column)
+        if getter is None:
+            getter = self._getters[column] = self.header.getter(column)
+        value = getter(self._row)
+        return value or None
+
+    def required(self, column: str) -> str:
+        value = self.text(column)
+        if value is None:
+            raise BadFieldError(column, "is empty; this field is required")
+        return value
+
+    def parsed(self, column: str, parser: Callable[[str], T]) -> T | None:
+        value = self.text(column)
+        if value is None:
+            return None
+        try:
+            return parser(value)
+        except FieldError as exc:
+            raise BadFieldError(column, str(exc)) from None
+
+    def parsed_required(self, column: str, parser: Callable[[str], T]) -> T:
+        value = self.parsed(column, parser)
+        if value is None:
+            raise BadFieldError(column, "is empty; this field is required")
+        return value
