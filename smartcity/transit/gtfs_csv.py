@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO
 
 from smartcity.transit.errors import FeedError, Problem
 
@@ -117,33 +116,35 @@ class FeedArchive:
     def rows(
         self, name: str, on_bytes: BytesCallback | None = None
     ) -> tuple[Header, Iterator[tuple[int, list[str]]]]:
-        """The header of `name` and an iterator of (line number, fields), blank lines skipped."""
-        raw = self._zip.open(self._members[name])
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text, strict=True)
-        try:
-            first = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            text.close()
-            raise _read_error(name, 1, exc) from None
+        """The header of `name` and an iterator of (line number, fields), blank lines skipped.
+
+        The header is read on its own and the iterator opens the file again when it starts,
+        so a caller that refuses the header leaves no file open.
+        """
+        with self._open(name) as text:
+            try:
+                first = next(csv.reader(text, strict=True), None)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise _read_error(name, 1, exc) from None
         if first is None:
-            text.close()
             raise FeedError([Problem(name, 1, None, "the file is empty; it needs a header row")])
         columns = [c.strip().lstrip("\ufeff") for c in first]
         header = Header(name, {c: i for i, c in reversed(list(enumerate(columns))) if c})
-        return header, self._iterate(name, reader, text, raw, on_bytes)
+        return header, self._iterate(name, on_bytes)
 
-    @staticmethod
+    def _open(self, name: str) -> io.TextIOWrapper:
+        raw = self._zip.open(self._members[name])
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
     def _iterate(
-        name: str,
-        reader: Iterator[list[str]],
-        text: io.TextIOWrapper,
-        raw: IO[bytes],
-        on_bytes: BytesCallback | None,
+        self, name: str, on_bytes: BytesCallback | None
     ) -> Iterator[tuple[int, list[str]]]:
         line = 1
         done = 0
-        try:
+        raw = self._zip.open(self._members[name])
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            reader = csv.reader(text, strict=True)
+            next(reader, None)  # the header, read already
             while True:
                 start = line + 1
                 try:
@@ -152,15 +153,13 @@ class FeedArchive:
                     raise _read_error(name, start, exc) from None
                 if row is None:
                     break
-                line = reader.line_num  # type: ignore[attr-defined]
+                line = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 yield start, row
                 done += 1
                 if on_bytes is not None and done % PROGRESS_EVERY_ROWS == 0:
                     on_bytes(raw.tell())
-        finally:
-            text.close()
         if on_bytes is not None:
             on_bytes(-1)  # the whole file is read
 
@@ -173,7 +172,8 @@ def _read_error(name: str, line: int, exc: Exception) -> FeedError:
                     name,
                     line,
                     None,
-                    "is not UTF-8 text; GTFS files must be UTF-8: re-save the file as UTF-8",
+                    "is not UTF-8 text (at or shortly after this line); GTFS files must be "
+                    "UTF-8: re-save the file as UTF-8",
                 )
             ]
         )

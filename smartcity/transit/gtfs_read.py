@@ -137,7 +137,9 @@ class _Reader:
     def stops(self) -> None:
         name = "stops.txt"
         header, rows = self.archive.rows(name, self.watch(name))
-        header.require("stop_id")
+        # Only generic nodes and boarding areas may lack coordinates; a feed of nothing else
+        # is no use to us, so the columns are required.
+        header.require("stop_id", "stop_lat", "stop_lon")
         problems, f = Problems(), Fields(header)
         parents: list[tuple[int, str]] = []
         stop_ids: set[str] = set()
