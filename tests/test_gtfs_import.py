@@ -18,7 +18,7 @@ from tests.gtfs_feeds import BULLRUNNER, POA, read_table, rewrite, set_cell
 
 def _one(conninfo: str, query: str, *params: object) -> tuple[object, ...]:
     with psycopg.connect(conninfo) as conn:
-        row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query, params).fetchone()
     assert row is not None
     return row
 
@@ -195,15 +195,15 @@ def test_a_failed_import_leaves_the_active_version_untouched(
 
     # 2. A failure in the middle of writing (after several tables were copied) rolls the
     #    whole version back. The progress callback is our own seam, used to fail on cue.
-    class Interrupted(Exception):
+    class ImportInterruptedError(Exception):
         pass
 
     def fail_during_stop_times(task: str, done: int, total: int) -> None:
         del done, total
         if task == "write gtfs_stop_times":
-            raise Interrupted
+            raise ImportInterruptedError
 
-    with pytest.raises(Interrupted):
+    with pytest.raises(ImportInterruptedError):
         import_feed(database_url, POA, feed_id="usf", progress=fail_during_stop_times)
 
     assert _rows_per_version(database_url) == before

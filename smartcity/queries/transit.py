@@ -20,20 +20,13 @@ from smartcity.transit.geometry import EARTH_RADIUS_M
 # Beyond this a "stop near you" is not near; it also bounds the work of one query.
 MAX_NEAR_RADIUS_M = 5000.0
 
-_ACTIVE = """
-active AS (
-    SELECT version_id, feed_id FROM gtfs_active_versions
-    WHERE %(feed_id)s::text IS NULL OR feed_id = %(feed_id)s
-)
-"""
-
 # A bounding box on the (version_id, stop_lat, stop_lon) index first, then the exact
 # great-circle distance on the few stops inside it.
-_STOPS_NEAR_SQL = (
-    "WITH"
-    + _ACTIVE
-    + """
-, near AS (
+_STOPS_NEAR_SQL = """
+WITH active AS (
+    SELECT version_id, feed_id FROM gtfs_active_versions
+    WHERE %(feed_id)s::text IS NULL OR feed_id = %(feed_id)s
+), near AS (
     SELECT a.feed_id, s.version_id, s.stop_id, s.stop_code, s.stop_name,
            s.stop_lat, s.stop_lon,
            2 * %(r)s * asin(sqrt(
@@ -55,12 +48,12 @@ WHERE distance_m <= %(radius_m)s
 ORDER BY distance_m, feed_id, stop_id
 LIMIT %(limit)s
 """
-)
 
-_ROUTES_SQL = (
-    "WITH"
-    + _ACTIVE
-    + """
+_ROUTES_SQL = """
+WITH active AS (
+    SELECT version_id, feed_id FROM gtfs_active_versions
+    WHERE %(feed_id)s::text IS NULL OR feed_id = %(feed_id)s
+)
 SELECT a.feed_id, r.route_id, r.agency_id, g.agency_name,
        gtfs_translate(r.version_id, 'routes', 'route_short_name', r.route_id,
                       r.route_short_name, %(lang)s) AS short_name,
@@ -72,17 +65,16 @@ JOIN gtfs_routes r ON r.version_id = a.version_id
 JOIN gtfs_agencies g ON g.version_id = r.version_id AND g.agency_id = r.agency_id
 ORDER BY a.feed_id, r.route_sort_order NULLS LAST, r.route_short_name, r.route_id
 """
-)
 
 # Services running on the day: calendar (date range and weekday) plus calendar_dates
 # additions, minus calendar_dates removals. Trips in frequencies.txt are templates: their
 # stop_times give the offsets from the trip's first stop, and a trip starts every headway
 # from start_time while before end_time.
-_DEPARTURES_SQL = (
-    "WITH"
-    + _ACTIVE
-    + """
-, services AS (
+_DEPARTURES_SQL = """
+WITH active AS (
+    SELECT version_id, feed_id FROM gtfs_active_versions
+    WHERE %(feed_id)s::text IS NULL OR feed_id = %(feed_id)s
+), services AS (
     SELECT c.version_id, c.service_id
     FROM gtfs_calendar c JOIN active a ON a.version_id = c.version_id
     WHERE %(day)s BETWEEN c.start_date AND c.end_date
@@ -146,7 +138,6 @@ WHERE e.dep_s >= %(after_s)s
 ORDER BY e.dep_s, a.feed_id, e.route_id, e.trip_id
 LIMIT %(limit)s
 """
-)
 
 
 @dataclass(frozen=True, slots=True)
