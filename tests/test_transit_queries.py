@@ -65,9 +65,9 @@ def _expected_departures(stop_id: str, service_id: str) -> list[int]:
             continue
         stops = sorted(times[trip_id])
         first = stops[0][2]
-        for _seq, stop, dep in stops[:-1]:  # the last stop is an arrival only
+        for _seq, stop, leaves_s in stops[:-1]:  # the last stop is an arrival only
             if stop == stop_id:
-                out += [s + dep - first for s in range(start, end, headway)]
+                out += [s + leaves_s - first for s in range(start, end, headway)]
     return sorted(out)
 
 
