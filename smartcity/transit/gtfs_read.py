@@ -16,7 +16,7 @@ from smartcity.transit import gtfs_fields as fld
 from smartcity.transit.errors import FeedError, Problem
 from smartcity.transit.gtfs_csv import FeedArchive
 from smartcity.transit.gtfs_model import Feed, ProgressFn, ShapePoints, Trip
-from smartcity.transit.gtfs_rows import BadFieldError, Fields, Problems
+from smartcity.transit.gtfs_rows import BadFieldError, Fields, Problems, unresolved
 from smartcity.transit.gtfs_stop_times import read_frequencies, read_stop_times
 from smartcity.transit.gtfs_translations import read_feed_info, read_translations
 
@@ -107,9 +107,8 @@ class _Reader:
         header, rows = self.archive.rows(name, self.watch(name))
         header.require("agency_name", "agency_url", "agency_timezone")
         problems, f = Problems(), Fields(header)
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 agency_id = f.text("agency_id") or ""
                 if agency_id in self.agency_ids:
                     raise BadFieldError("agency_id", f"{agency_id!r} appears twice; ids are unique")
@@ -124,8 +123,6 @@ class _Reader:
                     )
                 )
                 self.agency_ids.add(agency_id)
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         if not self.feed.agencies and not problems.listed:
             problems.add(name, None, None, "has no agencies; add at least one row")
         if len(self.feed.agencies) > 1 and "" in self.agency_ids:
@@ -143,9 +140,8 @@ class _Reader:
         problems, f = Problems(), Fields(header)
         parents: list[tuple[int, str]] = []
         stop_ids: set[str] = set()
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 stop_id = f.required("stop_id")
                 if stop_id in stop_ids:
                     raise BadFieldError("stop_id", f"{stop_id!r} appears twice; ids are unique")
@@ -179,11 +175,9 @@ class _Reader:
                 stop_ids.add(stop_id)
                 if lat_lon[0] is not None and lat_lon[1] is not None:
                     self.feed.stop_coords[stop_id] = (lat_lon[0], lat_lon[1])
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         for line, parent in parents:
             if parent not in stop_ids:
-                problems.add(name, line, "parent_station", _unresolved(parent, "stops.txt"))
+                problems.add(name, line, "parent_station", unresolved(parent, "stops.txt"))
         problems.raise_if_any()
 
     def routes(self) -> None:
@@ -192,9 +186,8 @@ class _Reader:
         header.require("route_id", "route_type")
         problems, f = Problems(), Fields(header)
         only_agency = next(iter(self.agency_ids)) if len(self.agency_ids) == 1 else None
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 route_id = f.required("route_id")
                 if route_id in self.route_ids:
                     raise BadFieldError("route_id", f"{route_id!r} appears twice; ids are unique")
@@ -209,7 +202,7 @@ class _Reader:
                     if only_agency == "":
                         agency_id = only_agency  # one agency without an id: it is that one
                     else:
-                        raise BadFieldError("agency_id", _unresolved(agency_id, "agency.txt"))
+                        raise BadFieldError("agency_id", unresolved(agency_id, "agency.txt"))
                 self.feed.routes.append(
                     (
                         route_id,
@@ -225,8 +218,6 @@ class _Reader:
                     )
                 )
                 self.route_ids.add(route_id)
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         problems.raise_if_any()
 
     def calendars(self) -> set[str]:
@@ -244,9 +235,8 @@ class _Reader:
         header.require("service_id", *_WEEKDAYS, "start_date", "end_date")
         problems, f = Problems(), Fields(header)
         services: set[str] = set()
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 service_id = f.required("service_id")
                 if service_id in services:
                     raise BadFieldError(
@@ -261,8 +251,6 @@ class _Reader:
                     )
                 self.feed.calendar.append((service_id, *days, start, end))
                 services.add(service_id)
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         problems.raise_if_any()
         return services
 
@@ -272,9 +260,8 @@ class _Reader:
         header.require("service_id", "date", "exception_type")
         problems, f = Problems(), Fields(header)
         seen: set[tuple[str, object]] = set()
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 service_id = f.required("service_id")
                 day = f.parsed_required("date", fld.parse_date)
                 if (service_id, day) in seen:
@@ -282,8 +269,6 @@ class _Reader:
                 kind = f.parsed_required("exception_type", _choice(range(1, 3)))
                 self.feed.calendar_dates.append((service_id, day, kind))
                 seen.add((service_id, day))
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         problems.raise_if_any()
         return {s for s, _ in seen}
 
@@ -295,16 +280,13 @@ class _Reader:
         header.require("shape_id", "shape_pt_lat", "shape_pt_lon", "shape_pt_sequence")
         problems, f = Problems(), Fields(header)
         points: dict[str, list[tuple[int, float, float, int]]] = {}
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 shape_id = f.required("shape_id")
                 lat = f.parsed_required("shape_pt_lat", fld.parse_lat)
                 lon = f.parsed_required("shape_pt_lon", fld.parse_lon)
                 seq = f.parsed_required("shape_pt_sequence", lambda v: fld.parse_int(v, low=0))
                 points.setdefault(shape_id, []).append((seq, lat, lon, line))
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         for shape_id, pts in points.items():
             pts.sort()
             for a, b in pairwise(pts):
@@ -331,9 +313,8 @@ class _Reader:
         header.require("route_id", "service_id", "trip_id")
         problems, f = Problems(), Fields(header)
         trips = self.feed.trips
-        for line, row in rows:
-            f.use(row)
-            try:
+        for line in f.each(rows):
+            with problems.row(name, line):
                 trip_id = f.required("trip_id")
                 if trip_id in trips:
                     raise BadFieldError(
@@ -343,15 +324,15 @@ class _Reader:
                     )
                 route_id = f.required("route_id")
                 if route_id not in self.route_ids:
-                    raise BadFieldError("route_id", _unresolved(route_id, "routes.txt"))
+                    raise BadFieldError("route_id", unresolved(route_id, "routes.txt"))
                 service_id = f.required("service_id")
                 if service_id not in services:
                     raise BadFieldError(
-                        "service_id", _unresolved(service_id, "calendar.txt or calendar_dates.txt")
+                        "service_id", unresolved(service_id, "calendar.txt or calendar_dates.txt")
                     )
                 shape_id = f.text("shape_id")
                 if shape_id is not None and shape_id not in self.feed.shapes:
-                    raise BadFieldError("shape_id", _unresolved(shape_id, "shapes.txt"))
+                    raise BadFieldError("shape_id", unresolved(shape_id, "shapes.txt"))
                 trips[trip_id] = Trip(
                     trip_id=trip_id,
                     route_id=route_id,
@@ -365,14 +346,8 @@ class _Reader:
                     bikes_allowed=f.parsed("bikes_allowed", _choice(range(3))),
                     line=line,
                 )
-            except BadFieldError as bad:
-                problems.add(name, line, bad.column, bad.message)
         problems.raise_if_any()
 
 
 def _choice(allowed: range) -> Callable[[str], int]:
     return lambda value: fld.parse_choice(value, allowed)
-
-
-def _unresolved(value: str, where: str) -> str:
-    return f"{value!r} is not defined in {where}; add it there or correct this reference"

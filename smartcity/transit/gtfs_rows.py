@@ -6,7 +6,8 @@ A file's rows are all read before the feed is refused, so one run lists every ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from smartcity.transit.errors import FeedError, Problem
@@ -42,6 +43,14 @@ class Problems:
         else:
             self.more += 1
 
+    @contextmanager
+    def row(self, file: str, line: int) -> Iterator[None]:
+        """Read one row in this block: a bad field is recorded and the next row follows."""
+        try:
+            yield
+        except BadFieldError as bad:
+            self.add(file, line, bad.column, bad.message)
+
     def raise_if_any(self) -> None:
         if self.listed:
             raise FeedError(self.listed, more=self.more)
@@ -55,8 +64,11 @@ class Fields:
         self._getters: dict[str, Callable[[list[str]], str]] = {}
         self._row: list[str] = []
 
-    def use(self, row: list[str]) -> None:
-        self._row = row
+    def each(self, rows: Iterable[tuple[int, list[str]]]) -> Iterator[int]:
+        """The line number of each row, with this object reading that row meanwhile."""
+        for line, row in rows:
+            self._row = row
+            yield line
 
     def text(self, column: str) -> str | None:
         getter = self._getters.get(column)
@@ -85,3 +97,8 @@ class Fields:
         if value is None:
             raise BadFieldError(column, "is empty; this field is required")
         return value
+
+
+def unresolved(value: str, where: str) -> str:
+    """The message for a reference to an id that the file it points to does not define."""
+    return f"{value!r} is not defined in {where}; add it there or correct this reference"

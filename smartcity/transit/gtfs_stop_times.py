@@ -14,7 +14,7 @@ from itertools import pairwise
 from smartcity.transit import gtfs_fields as fld
 from smartcity.transit.gtfs_csv import FeedArchive
 from smartcity.transit.gtfs_model import Feed, StopTime
-from smartcity.transit.gtfs_rows import BadFieldError, Fields, Problems
+from smartcity.transit.gtfs_rows import BadFieldError, Fields, Problems, unresolved
 
 FILE = "stop_times.txt"
 
@@ -38,15 +38,14 @@ def read_stop_times(
     stop_ids = {str(s[0]) for s in feed.stops}
     by_trip = feed.stop_times
     non_negative = lambda v: fld.parse_int(v, low=0)  # noqa: E731 - a tiny local parser
-    for line, row in rows:
-        f.use(row)
-        try:
+    for line in f.each(rows):
+        with problems.row(FILE, line):
             trip_id = f.required("trip_id")
             if trip_id not in feed.trips:
-                raise BadFieldError("trip_id", _unresolved(trip_id, "trips.txt"))
+                raise BadFieldError("trip_id", unresolved(trip_id, "trips.txt"))
             stop_id = f.required("stop_id")
             if stop_id not in stop_ids:
-                raise BadFieldError("stop_id", _unresolved(stop_id, "stops.txt"))
+                raise BadFieldError("stop_id", unresolved(stop_id, "stops.txt"))
             if stop_id not in feed.stop_coords:
                 raise BadFieldError("stop_id", f"stop {stop_id!r} has no coordinates in stops.txt")
             arrival = f.parsed("arrival_time", fld.parse_time_s)
@@ -74,8 +73,6 @@ def read_stop_times(
                     timepoint=f.parsed("timepoint", lambda v: fld.parse_choice(v, range(2))),
                 )
             )
-        except BadFieldError as bad:
-            problems.add(FILE, line, bad.column, bad.message)
     problems.raise_if_any()
     wrapped = 0
     for stops in by_trip.values():
@@ -172,12 +169,11 @@ def read_frequencies(
     header.require("trip_id", "start_time", "end_time", "headway_secs")
     problems, f = Problems(), Fields(header)
     seen: dict[tuple[str, int], int] = {}
-    for line, row in rows:
-        f.use(row)
-        try:
+    for line in f.each(rows):
+        with problems.row(name, line):
             trip_id = f.required("trip_id")
             if trip_id not in feed.trips:
-                raise BadFieldError("trip_id", _unresolved(trip_id, "trips.txt (with stop_times)"))
+                raise BadFieldError("trip_id", unresolved(trip_id, "trips.txt (with stop_times)"))
             start = f.parsed_required("start_time", fld.parse_time_s)
             end = f.parsed_required("end_time", fld.parse_time_s)
             if end <= start:
@@ -194,10 +190,4 @@ def read_frequencies(
             exact = f.parsed("exact_times", lambda v: fld.parse_choice(v, range(2))) or 0
             feed.frequencies.append((trip_id, start, end, headway, exact))
             seen[trip_id, start] = line
-        except BadFieldError as bad:
-            problems.add(name, line, bad.column, bad.message)
     problems.raise_if_any()
-
-
-def _unresolved(value: str, where: str) -> str:
-    return f"{value!r} is not defined in {where}; add it there or correct this reference"

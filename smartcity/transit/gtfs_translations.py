@@ -43,9 +43,8 @@ def read_translations(
         return
     header.require("table_name", "field_name", "language", "translation")
     problems, f = Problems(), Fields(header)
-    for line, row in rows:
-        f.use(row)
-        try:
+    for line in f.each(rows):
+        with problems.row(FILE, line):
             table = f.required("table_name")
             if table not in TABLES:
                 raise BadFieldError(
@@ -69,8 +68,6 @@ def read_translations(
                     field_value,
                 )
             )
-        except BadFieldError as bad:
-            problems.add(FILE, line, bad.column, bad.message)
     problems.raise_if_any()
 
 
@@ -78,14 +75,11 @@ def read_feed_info(archive: FeedArchive, feed: Feed) -> None:
     name = "feed_info.txt"
     header, rows = archive.rows(name)
     problems, f = Problems(), Fields(header)
-    for line, row in rows:
-        f.use(row)
-        try:
+    for line in f.each(rows):
+        with problems.row(name, line):
             feed.info.publisher_name = f.text("feed_publisher_name")
             feed.info.feed_version = f.text("feed_version")
             feed.info.start_date = f.parsed("feed_start_date", fld.parse_date)
             feed.info.end_date = f.parsed("feed_end_date", fld.parse_date)
-        except BadFieldError as bad:
-            problems.add(name, line, bad.column, bad.message)
         break  # feed_info has one row
     problems.raise_if_any()
