@@ -4,12 +4,14 @@ ones (BOM, CRLF, quoting, empty optional fields, times past 24:00) are read corr
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from smartcity.transit.errors import FeedError, Problem
 from smartcity.transit.gtfs_read import read_feed
+from smartcity.transit.trip_layout import lay_out
 from tests.gtfs_feeds import (
     BULLRUNNER,
     POA,
@@ -244,3 +246,41 @@ def test_awkward_but_valid_files_are_read(tmp_path: Path) -> None:
     assert sunday[0].departure_s is not None
     assert sunday[0].departure_s >= 24 * 3600
     assert [s.stop_sequence for s in sunday] == sorted(s.stop_sequence for s in sunday)
+
+
+def test_legacy_translations_are_skipped_with_a_note_and_feed_info_is_read(
+    tmp_path: Path,
+) -> None:
+    legacy = to_csv([["trans_id", "lang", "translation"], ["Library LIB", "kk", "Кітапхана"]])
+    info = to_csv(
+        [
+            ["feed_publisher_name", "feed_publisher_url", "feed_lang", "feed_version",
+             "feed_start_date", "feed_end_date"],
+            ["USF", "https://www.usf.edu", "en", "2019-03", "20190101", "20191231"],
+        ]
+    )  # fmt: skip
+    feed = read_feed(
+        rewrite(
+            BULLRUNNER,
+            tmp_path / "f.zip",
+            add={"translations.txt": legacy, "feed_info.txt": info},
+        )
+    )
+    assert feed.translations == []
+    assert any("legacy trans_id/lang format" in w for w in feed.warnings)
+    assert (feed.info.publisher_name, feed.info.feed_version) == ("USF", "2019-03")
+    assert (feed.info.start_date, feed.info.end_date) == (date(2019, 1, 1), date(2019, 12, 31))
+
+
+def test_progress_is_reported_for_every_step_and_reaches_its_total() -> None:
+    seen: dict[str, list[tuple[int, int]]] = {}
+    feed = read_feed(POA, lambda task, done, total: seen.setdefault(task, []).append((done, total)))
+    lay_out(feed, lambda task, done, total: seen.setdefault(task, []).append((done, total)))
+    assert "read stop_times.txt" in seen
+    assert "lay out trips on shapes" in seen
+    for task, calls in seen.items():
+        done = [d for d, _ in calls]
+        assert done == sorted(done), task
+        assert calls[-1][0] == calls[-1][1], task  # finished
+    # stop_times.txt is read in several steps, not one jump at the end.
+    assert len(seen["read stop_times.txt"]) > 3
