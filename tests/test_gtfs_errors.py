@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.transit.errors import FeedError, Problem
+from smartcity.transit.errors import FeedError, GtfsError, Problem
 from smartcity.transit.gtfs_read import read_feed
 from smartcity.transit.trip_layout import lay_out
 from tests.gtfs_feeds import (
@@ -189,11 +189,13 @@ def test_the_message_lists_every_bad_row_and_says_nothing_was_imported(tmp_path:
     assert "… and 105 more problems" in text
 
 
-def test_not_a_zip_is_a_clear_error(tmp_path: Path) -> None:
+def test_not_a_zip_or_no_file_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "feed.zip"
     bogus.write_text("agency_id,agency_name\n")
     with pytest.raises(FeedError, match="is not a zip archive"):
         read_feed(bogus)
+    with pytest.raises(GtfsError, match=r"cannot open .*nowhere\.zip \(No such file"):
+        read_feed(tmp_path / "nowhere.zip")
 
 
 def test_a_trip_whose_clock_restarts_at_midnight_is_read_as_the_same_service_day() -> None:

@@ -27,10 +27,12 @@ class _RichProgress:
         self._tasks: dict[str, TaskID] = {}
 
     def __call__(self, task: str, completed: int, total: int) -> None:
+        if total <= 0:  # an empty table: done as soon as it starts
+            completed = total = 1
         task_id = self._tasks.get(task)
         if task_id is None:
-            task_id = self._tasks[task] = self._progress.add_task(task, total=total or 1)
-        self._progress.update(task_id, completed=completed, total=total or 1)
+            task_id = self._tasks[task] = self._progress.add_task(task, total=total)
+        self._progress.update(task_id, completed=completed, total=total)
 
 
 @app.command("import")
@@ -46,7 +48,9 @@ def import_(
             "poa_gtfs.zip → poa_gtfs). Importing the same feed id again adds a new version.",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[
+        bool, typer.Option(help="No progress bars (they are drawn only on a terminal anyway).")
+    ] = False,
 ) -> None:
     """Import a GTFS static feed as a new version, which becomes the active one.
 
@@ -66,7 +70,7 @@ def import_(
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=console,
-        disable=quiet,
+        disable=quiet or not console.is_terminal,  # bars only where a person watches
         transient=True,
     ) as progress:
         result = import_feed(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from smartcity.transit.errors import FeedError, Problem
+from smartcity.transit.errors import FeedError, GtfsError, Problem
 
 # How often (in rows) a reader reports how many bytes of its file it has read.
 PROGRESS_EVERY_ROWS = 5000
@@ -49,22 +49,6 @@ class Header:
                 ]
             )
 
-    def getter(self, column: str) -> Callable[[list[str]], str]:
-        """A function giving this column's stripped value in a row ('' when absent)."""
-        pos = self.index.get(column)
-        if pos is None:
-            return _empty
-
-        def get(row: list[str]) -> str:
-            return row[pos].strip() if pos < len(row) else ""
-
-        return get
-
-
-def _empty(row: list[str]) -> str:
-    del row
-    return ""
-
 
 class FeedArchive:
     """An open GTFS zip. Use as a context manager; files are found at the top level or in
@@ -74,8 +58,10 @@ class FeedArchive:
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise FeedError([Problem(str(path), None, None, "no such file")]) from None
+        except OSError as exc:
+            raise GtfsError(
+                f"cannot open {path} ({exc.strerror or exc}); give the path of a GTFS .zip file"
+            ) from None
         except zipfile.BadZipFile:
             raise FeedError(
                 [Problem(str(path), None, None, "is not a zip archive; a GTFS feed is a .zip")]

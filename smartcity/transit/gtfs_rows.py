@@ -7,7 +7,7 @@ A file's rows are all read before the feed is refused, so one run lists every ba
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import TypeVar
 
 from smartcity.transit.errors import FeedError, Problem
@@ -43,39 +43,64 @@ class Problems:
         else:
             self.more += 1
 
-    @contextmanager
-    def row(self, file: str, line: int) -> Iterator[None]:
+    def row(self, file: str, line: int) -> _RowGuard:
         """Read one row in this block: a bad field is recorded and the next row follows."""
-        try:
-            yield
-        except BadFieldError as bad:
-            self.add(file, line, bad.column, bad.message)
+        return _RowGuard(self, file, line)
 
     def raise_if_any(self) -> None:
         if self.listed:
             raise FeedError(self.listed, more=self.more)
 
 
+class _RowGuard:
+    """Context of one row (a class, not @contextmanager: it runs once per row, millions of
+    times for a large stop_times.txt)."""
+
+    __slots__ = ("file", "line", "problems")
+
+    def __init__(self, problems: Problems, file: str, line: int) -> None:
+        self.problems = problems
+        self.file = file
+        self.line = line
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if isinstance(exc, BadFieldError):
+            self.problems.add(self.file, self.line, exc.column, exc.message)
+            return True
+        return False
+
+
 class Fields:
-    """Typed access to the columns of one file's rows; `use(row)` before reading a row."""
+    """Typed access to the columns of one file's rows, the current row set by `each`."""
 
     def __init__(self, header: Header) -> None:
         self.header = header
-        self._getters: dict[str, Callable[[list[str]], str]] = {}
+        self._pos = header.index
+        self._width = max(header.index.values(), default=-1) + 1
         self._row: list[str] = []
 
     def each(self, rows: Iterable[tuple[int, list[str]]]) -> Iterator[int]:
         """The line number of each row, with this object reading that row meanwhile."""
+        width = self._width
         for line, row in rows:
-            self._row = row
+            # A row may stop short of the header when its last fields are empty.
+            self._row = row if len(row) >= width else row + [""] * (width - len(row))
             yield line
 
     def text(self, column: str) -> str | None:
-        getter = self._getters.get(column)
-        if getter is None:
-            getter = self._getters[column] = self.header.getter(column)
-        value = getter(self._row)
-        return value or None
+        """The stripped value, or None when it is empty or the file lacks the column."""
+        pos = self._pos.get(column)
+        if pos is None:
+            return None
+        return self._row[pos].strip() or None
 
     def required(self, column: str) -> str:
         value = self.text(column)
