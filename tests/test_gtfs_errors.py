@@ -134,6 +134,14 @@ CASES: dict[str, Case] = {
         "stop_lat",
         "out of range",
     ),
+    "unknown time zone": (
+        "agency.txt",
+        set_cell("agency_timezone", "Eastern", agency_name="USF Bull Runner"),
+        "agency.txt",
+        2,
+        "agency_timezone",
+        "is not a time zone",
+    ),
     "frequency that ends before it starts": (
         "frequencies.txt",
         set_cell("end_time", "06:00:00", trip_id="3"),

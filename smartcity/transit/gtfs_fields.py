@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # A service day's times can legitimately exceed 24 h, but not by days: 72 h catches typos
 # such as 250:00:00 while allowing night services that run into the second morning.
@@ -20,9 +20,6 @@ class FieldError(ValueError):
     """A field value that cannot be parsed; the message says what to write instead."""
 
 
-# Timetables repeat the same few thousand times millions of times; remembering the parsed
-# value halves the time to read a large stop_times.txt. Bounded: at most 3 days of seconds.
-@lru_cache(maxsize=MAX_SERVICE_TIME_S + 1)
 def parse_time_s(value: str) -> int:
     """'25:10:05' → 90605 seconds after midnight of the service day."""
     parts = value.split(":")
@@ -100,3 +97,14 @@ def _range(low: float | None, high: float | None) -> str:
 
 def _list(allowed: range) -> str:
     return ", ".join(str(v) for v in allowed)
+
+
+def parse_timezone(value: str) -> str:
+    """An IANA time zone name such as Asia/Almaty (schedules are local times in it)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise FieldError(
+            f"{value!r} is not a time zone; use an IANA name such as Asia/Almaty"
+        ) from None
+    return value

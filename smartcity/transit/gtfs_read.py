@@ -117,7 +117,7 @@ class _Reader:
                         agency_id,
                         f.required("agency_name"),
                         f.required("agency_url"),
-                        f.required("agency_timezone"),
+                        f.parsed_required("agency_timezone", fld.parse_timezone),
                         f.text("agency_lang"),
                         f.text("agency_phone"),
                     )
