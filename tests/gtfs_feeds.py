@@ -85,3 +85,17 @@ def both(*edits: Callable[[Table], None]) -> Callable[[Table], None]:
             one(table)
 
     return edit
+
+
+def scaled_copy(source: Path, target: Path, copies: int) -> Path:
+    """A larger feed: every trip (with its stop_times) repeated `copies` times under new ids."""
+
+    def trips(table: Table) -> Table:
+        at = column(table, "trip_id")
+        return [table[0]] + [
+            [*row[:at], f"{row[at]}~{k}", *row[at + 1 :]]
+            for k in range(copies)
+            for row in table[1:]
+        ]
+
+    return rewrite(source, target, edit={"trips.txt": trips, "stop_times.txt": trips})

@@ -13,7 +13,7 @@ from smartcity.transit.errors import FeedError
 from smartcity.transit.geometry import haversine_m
 from smartcity.transit.gtfs_import import import_feed
 from smartcity.transit.gtfs_store import TABLES, list_versions, remove_version
-from tests.gtfs_feeds import BULLRUNNER, POA, read_table, rewrite, set_cell
+from tests.gtfs_feeds import BULLRUNNER, POA, read_table, rewrite, scaled_copy, set_cell
 
 
 def _one(conninfo: str, query: str, *params: object) -> tuple[object, ...]:
@@ -244,3 +244,26 @@ def test_the_cli_imports_lists_and_removes(database_url: str, tmp_path: Path) ->
     failed = runner.invoke(app, ["gtfs", "import", str(broken)], env=env)
     assert failed.exit_code != 0
     assert "stop_times.txt line 3, field departure_time" in str(failed.exception)
+
+
+@pytest.mark.slow
+def test_a_feed_ten_times_larger_imports_with_the_same_layout(
+    database_url: str, tmp_path: Path
+) -> None:
+    big = scaled_copy(POA, tmp_path / "poa10.zip", 10)
+    calls: list[tuple[str, int, int]] = []
+    result = import_feed(
+        database_url, big, feed_id="poa10", progress=lambda *call: calls.append(call)
+    )
+    assert result.row_counts["gtfs_trips"] == 3870
+    assert result.row_counts["gtfs_stop_times"] == 230_400
+    copies = _one(
+        database_url,
+        "SELECT count(DISTINCT (arrival_s, departure_s, dist_m)) FROM gtfs_stop_times "
+        "WHERE version_id = %s AND trip_id LIKE 'T2-1@1#520~%%' AND stop_sequence = 2",
+        result.version_id,
+    )
+    assert copies == (1,)  # every copy of a trip laid out identically
+    writes = [done for task, done, _ in calls if task == "write gtfs_stop_times"]
+    assert len(writes) > 5
+    assert writes[-1] == 230_400
