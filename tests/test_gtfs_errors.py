@@ -3,6 +3,7 @@ ones (BOM, CRLF, quoting, empty optional fields, times past 24:00) are read corr
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -294,3 +295,13 @@ def test_progress_is_reported_for_every_step_and_reaches_its_total() -> None:
         assert calls[-1][0] == calls[-1][1], task  # finished
     # stop_times.txt is read in several steps, not one jump at the end.
     assert len(seen["read stop_times.txt"]) > 3
+
+
+def test_a_feed_zipped_inside_a_folder_is_read(tmp_path: Path) -> None:
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(BULLRUNNER) as src, zipfile.ZipFile(nested, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(f"bullrunner-gtfs/{name}", src.read(name))
+        dst.writestr("__MACOSX/bullrunner-gtfs/._stops.txt", b"\x00\x05\x16\x07")
+    feed = read_feed(nested)
+    assert (len(feed.stops), len(feed.trips), len(feed.frequencies)) == (125, 15, 15)
