@@ -13,7 +13,7 @@ from smartcity.queries import transit as q
 from smartcity.transit.geometry import haversine_m
 from smartcity.transit.gtfs_fields import parse_time_s
 from smartcity.transit.gtfs_import import import_feed
-from tests.gtfs_feeds import BULLRUNNER, POA, read_table, rewrite, to_csv
+from tests.gtfs_feeds import BULLRUNNER, POA, Table, read_table, rewrite, to_csv
 
 # Math & Engineering, the USF Bull Runner stop 101.
 STOP_101 = (28.0591746914, -82.4134214222)
@@ -27,6 +27,9 @@ TRANSLATIONS = to_csv(
         # By the original text instead of the id (the spec allows either).
         ["stops", "stop_name", "kk", "Кітапхана", "", "", "Library LIB"],
         ["routes", "route_long_name", "kk-KZ", "Жасыл кампус айналымы", "A", "", ""],
+        ["trips", "trip_headsign", "kk", "Кампус", "1", "", ""],
+        # Only at stop_sequence 9 of trip 5 (record_sub_id), not at its other stops.
+        ["stop_times", "stop_headsign", "kk", "Солтүстік", "5", "9", ""],
     ]
 )  # fmt: skip
 # Monday 4 March 2019 runs the weekend timetable instead of the weekday one.
@@ -41,7 +44,22 @@ def usf_feed(tmp_path: Path) -> Path:
         BULLRUNNER,
         tmp_path / "usf.zip",
         add={"translations.txt": TRANSLATIONS, "calendar_dates.txt": CALENDAR_DATES},
+        edit={"trips.txt": _headsigns, "stop_times.txt": _stop_headsigns},
     )
+
+
+def _headsigns(table: Table) -> Table:
+    """Trip 1 is headed for 'Campus'."""
+    return [table[0] + ["trip_headsign"]] + [
+        [*r, "Campus" if r[2] == "1" else ""] for r in table[1:]
+    ]
+
+
+def _stop_headsigns(table: Table) -> Table:
+    """Trip 5 shows 'North' at its stops 9 and 10 (the feed overrides the trip's headsign)."""
+    return [table[0] + ["stop_headsign"]] + [
+        [*r, "North" if r[0] == "5" and r[4] in {"9", "10"} else ""] for r in table[1:]
+    ]
 
 
 @pytest.fixture
@@ -137,6 +155,14 @@ async def test_departures_expand_frequencies_on_the_services_of_the_day(
     swapped = await q.stop_departures(conn, "101", date(2019, 3, 4))
     assert [d.departure_s for d in swapped] == _expected_departures("101", "Su")
     assert {d.trip_id for d in swapped} <= {"7", "10", "15"}
+
+    # Headsigns: the trip's, or the stop's own; translated by record (and stop_sequence).
+    by_trip = {d.trip_id: d.headsign for d in departures}
+    assert (by_trip["1"], by_trip["5"], by_trip["11"]) == ("Campus", "North", None)
+    kk = {d.trip_id: d.headsign for d in await q.stop_departures(conn, "101", monday, lang="kk")}
+    assert (kk["1"], kk["5"]) == ("Кампус", "Солтүстік")
+    at_10 = await q.stop_departures(conn, "126", monday, lang="kk")
+    assert {d.headsign for d in at_10 if d.trip_id == "5"} == {"North"}  # seq 10: no translation
 
     later = await q.stop_departures(conn, "101", monday, after_s=20 * 3600, limit=3)
     assert [d.departure_s for d in later] == [

@@ -121,7 +121,7 @@ SELECT a.feed_id, e.trip_id, e.route_id,
                       r.route_short_name, %(lang)s) AS route_short_name,
        coalesce(
            gtfs_translate(e.version_id, 'stop_times', 'stop_headsign', e.trip_id,
-                          e.stop_headsign, %(lang)s),
+                          e.stop_headsign, %(lang)s, e.stop_sequence::text),
            gtfs_translate(e.version_id, 'trips', 'trip_headsign', e.trip_id,
                           e.trip_headsign, %(lang)s)) AS headsign,
        e.direction_id, e.stop_sequence, e.dep_s AS departure_s,

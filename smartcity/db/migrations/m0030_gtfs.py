@@ -189,11 +189,12 @@ _TABLES = (
     """,
     "CREATE INDEX ON gtfs_translations (version_id, table_name, field_name, language)",
     # A field's text in the language asked for, else the feed's own text. A translation may
-    # name its record by id or by the original text (field_value); the id wins. 'kk' also
-    # matches a feed's 'kk-KZ'.
+    # name its record by id (+ sub id: the stop_sequence of a stop_times row) or by the
+    # original text (field_value); the id wins. 'kk' also matches a feed's 'kk-KZ'.
     """
     CREATE FUNCTION gtfs_translate(
-        p_version bigint, p_table text, p_field text, p_record text, p_value text, p_lang text
+        p_version bigint, p_table text, p_field text, p_record text, p_value text, p_lang text,
+        p_sub text DEFAULT NULL
     ) RETURNS text LANGUAGE sql STABLE AS $$
         SELECT coalesce((
             SELECT t.translation
@@ -204,7 +205,9 @@ _TABLES = (
               AND t.field_name = p_field
               AND (lower(t.language) = lower(p_lang)
                    OR lower(t.language) LIKE lower(p_lang) || '-%')
-              AND (t.record_id = p_record OR (t.record_id IS NULL AND t.field_value = p_value))
+              AND ((t.record_id = p_record
+                    AND (t.record_sub_id IS NULL OR t.record_sub_id = p_sub))
+                   OR (t.record_id IS NULL AND t.field_value = p_value))
             ORDER BY t.record_id IS NULL, lower(t.language) <> lower(p_lang)
             LIMIT 1
         ), p_value)
