@@ -59,7 +59,11 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "gtfs_calendar": (
         ("service_id", "text"),
-        *((day, "bool") for day in ("monday", "tuesday", "wednesday", "thursday", "friday")),
+        ("monday", "bool"),
+        ("tuesday", "bool"),
+        ("wednesday", "bool"),
+        ("thursday", "bool"),
+        ("friday", "bool"),
         ("saturday", "bool"),
         ("sunday", "bool"),
         ("start_date", "date"),
