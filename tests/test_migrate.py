@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import psycopg
@@ -38,7 +39,7 @@ def _snapshot(conninfo: str) -> list[tuple[object, ...]]:
 def test_migrate_creates_a_missing_database_and_a_second_run_changes_nothing(
     pg_admin: str,
 ) -> None:
-    name = "smartcity_migrate_twice"
+    name = f"smartcity_migrate_twice_{uuid.uuid4().hex[:8]}"
     conninfo = psycopg.conninfo.make_conninfo(pg_admin, dbname=name)
     with psycopg.connect(pg_admin, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
