@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from smartcity.db.migrations import m0001_core
+from smartcity.db.migrations import m0001_core, m0040_api
 from smartcity.db.storage import StorageMode
 
 ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
@@ -28,4 +28,5 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
+    Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
 )
