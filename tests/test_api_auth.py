@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from typer.testing import CliRunner
 
 from smartcity import security
@@ -34,10 +35,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def _is_problem(resp: object, status: int) -> None:
-    from httpx2 import Response
-
-    assert isinstance(resp, Response)
+def _is_problem(resp: Response, status: int) -> None:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.json()["status"] == status
