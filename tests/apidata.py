@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
 import psycopg
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -14,6 +16,7 @@ from api.app import create_app
 from smartcity import apikeys
 from smartcity.db import storage
 from smartcity.security import Role
+from smartcity.servers import free_port
 from smartcity.settings import Settings
 from tests.helpers import wait_until
 
@@ -86,3 +89,27 @@ def ready_client(settings: Settings, app: FastAPI | None = None) -> Iterator[Tes
             poll_s=0.1,
         )
         yield client
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` under uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=free_port(),
+        log_level="warning",
+        lifespan="on",
+        # Open streams would hold a graceful shutdown forever; the tests close theirs first.
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=15, what="uvicorn to start")
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "uvicorn did not stop within 15 s"
