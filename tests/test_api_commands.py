@@ -49,7 +49,7 @@ class CommandListener:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.received.setdefault(msg.topic, []).append(msg.payload)
+            self.received.setdefault(msg.topic, []).append(bytes(msg.payload))
 
     def count(self) -> int:
         with self._lock:
@@ -135,7 +135,7 @@ def test_one_lamp(
         ).fetchall()
     assert len(rows) == 1
     assert rows[0][:4] == (lamp_id, "lamp", 35.0, "night-shift")
-    assert abs(rows[0][4] - datetime.now(UTC)) < timedelta(minutes=1)  # type: ignore[operator]
+    assert abs(rows[0][4] - datetime.now(UTC)) < timedelta(minutes=1)
 
     resp = client.post(
         "/v1/lighting/lamps/ast-lamp-999999/command", json={"lamp_on": True}, headers=auth(key)
@@ -179,7 +179,7 @@ def test_a_cabinet_and_a_district(
     assert all(c.lamp_on is True and c.dim_pct == 80 for c in got.values())
 
     with psycopg.connect(settings.database_conninfo) as conn:
-        per_target = dict(
+        per_target: dict[str, int] = dict(
             conn.execute("SELECT target_kind, count(*) FROM lamp_commands GROUP BY 1").fetchall()
         )
     assert per_target == {"cabinet": 40, "district": len(in_district)}
