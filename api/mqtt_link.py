@@ -33,6 +33,15 @@ RECONNECT_MAX_S = 30.0
 # A QoS 1 publish waits for the broker's PUBACK at most this long before the request fails.
 PUBLISH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+# QoS 1 publishes awaiting PUBACK at once (paho's default is 20): a district command fans out to
+# thousands of lamps, and a round trip per 20 would make it needlessly slow.
+MAX_INFLIGHT = 100
+# Lamp commands publish up to this many at once (see api.routes.commands); aiomqtt warns above
+# its threshold, which would log a warning per lamp of a large district command.
+MAX_PENDING_PUBLISHES = 250
+# Positions received but not yet handed to the hub. `offer` never waits, so this only fills if
+# the event loop is starved; then paho drops the newest (QoS 0: a live view loses a fix).
+MAX_QUEUED_POSITIONS = 10_000
 
 
 class MqttLink:
@@ -45,7 +54,7 @@ class MqttLink:
 
     def _new_client(self) -> aiomqtt.Client:
         s = self._settings
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.mqtt_host,
             s.mqtt_port,
             identifier=f"{s.api_client_id}-{uuid.uuid4().hex[:8]}",
@@ -54,7 +63,11 @@ class MqttLink:
             keepalive=s.mqtt_keepalive_s,
             timeout=CONNECT_TIMEOUT_S,
             clean_session=True,
+            max_inflight_messages=MAX_INFLIGHT,
+            max_queued_incoming_messages=MAX_QUEUED_POSITIONS,
         )
+        client.pending_calls_threshold = MAX_PENDING_PUBLISHES
+        return client
 
     async def run(self) -> None:
         """Stay connected until cancelled."""

@@ -93,9 +93,6 @@ class Settings(BaseSettings):
     api_max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=65536, description="Larger request bodies are refused with 413."
     )
-    api_page_max: Annotated[int, Field(ge=1, le=10000)] = Field(
-        default=500, description="Largest `limit` a paginated list accepts."
-    )
     api_stream_queue_max: Annotated[int, Field(ge=1)] = Field(
         default=256,
         description="Live-stream events held per client; a slower client loses the oldest.",

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic.types import Strict
 
 from api.deps import ConnDep, OperatorDep, ServicesDep
 from api.problems import BrokerUnavailableError
@@ -45,26 +46,43 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _command_schema(schema: dict[str, Any]) -> None:
+    """What the validators enforce, said in the schema: no nulls, lamp_on or dim_pct present."""
+    for name in ("lamp_on", "dim_pct", "expires_at"):
+        prop = schema["properties"][name]
+        choices = [c for c in prop.pop("anyOf", []) if c.get("type") != "null"]
+        if choices:
+            prop.update(choices[0])
+    schema["anyOf"] = [{"required": ["lamp_on"]}, {"required": ["dim_pct"]}]
+    schema["examples"] = [
+        {"dim_pct": 60.0, "expires_at": "2026-11-24T01:00:00Z"},
+        {"lamp_on": False},
+    ]
+
+
 class CommandRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {"dim_pct": 60.0, "expires_at": "2026-11-24T01:00:00Z"},
-                {"lamp_on": False},
-            ]
-        },
+        extra="forbid", allow_inf_nan=False, json_schema_extra=_command_schema
     )
 
-    lamp_on: bool | None = Field(default=None, description="Switch on (true) or off (false).")
-    dim_pct: Annotated[float, Field(ge=0, le=100)] | None = Field(
+    # Strict: `"dim_pct": false` or `"lamp_on": "yes"` is a client bug to refuse, not coerce.
+    lamp_on: StrictBool | None = Field(default=None, description="Switch on (true) or off (false).")
+    dim_pct: Annotated[float, Strict(), Field(ge=0, le=100)] | None = Field(
         default=None, description="Dim level, percent of full light."
     )
     expires_at: datetime | None = Field(
         default=None,
         description="When the lamp returns to its own schedule (RFC 3339, at most 7 days on).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"leave out what you do not set instead of null: {nulls}")
+        return data
 
     @model_validator(mode="after")
     def _does_something(self) -> Self:
