@@ -85,17 +85,16 @@ def require(role: Role) -> Callable[..., Awaitable[Caller]]:
     """A dependency that admits callers with at least `role`."""
 
     async def dependency(
-        request: Request,
+        conn: ConnDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> Caller:
         key = bearer.credentials if bearer is not None else header_key
         if not key or not looks_like(key, API_KEY_PREFIX):
             raise UNAUTHORIZED
-        pool = get_services(request).pool
-        assert pool is not None
-        async with pool.connection() as conn:
-            caller = await caller_for_key(conn, key)
+        # The request's own connection (FastAPI resolves ConnDep once per request), so checking
+        # the key never needs a second connection from the pool.
+        caller = await caller_for_key(conn, key)
         if caller is None:
             raise UNAUTHORIZED
         if not caller.role.allows(role):

@@ -38,6 +38,7 @@ MAX_EXPIRY = timedelta(days=7)
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["ast-lamp-000042"])]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not readable (e.g. not UTF-8) (problem+json)."},
     401: {"description": "No API key, or an unknown or revoked one (problem+json)."},
     403: {"description": "The key is not an operator's (problem+json)."},
     404: {"description": "No lamp matches the target (problem+json)."},

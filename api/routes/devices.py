@@ -223,11 +223,10 @@ async def get_device(
 ) -> DeviceDetail:
     """The device from the registry, its reported status, and its newest reading by event time
     (a late, older reading never hides a newer one). Needs a viewer key."""
-    row = await q.get_device(conn, domain, device_id)
-    if row is None:
+    found = await q.device_with_latest(conn, domain, device_id)
+    if found is None:
         raise HTTPException(404, f"no {domain.value} device {device_id!r}")
-    reading = await q.latest_reading(conn, domain, device_id)
-    return DeviceDetail.model_validate({**_device(row), "latest_reading": reading})
+    return DeviceDetail.model_validate({**_device(found.device), "latest_reading": found.latest})
 
 
 @router.get(

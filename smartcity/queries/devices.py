@@ -97,27 +97,47 @@ async def get_device(conn: Conn, domain: Domain, device_id: str) -> DeviceRow | 
         return await cur.fetchone()
 
 
-def _readings_query(domain: Domain, *, bounded: bool) -> sql.Composed:
+def _history_query(domain: Domain) -> sql.Composed:
     table, id_col = RAW_TABLES[domain]
     # The reading as the device sent it: bookkeeping columns are left out.
     body = sql.SQL(
         "SELECT to_jsonb(r) - 'ingested_at' - 'city' - {id_name} AS reading FROM {table} r "
-        "WHERE {id_col} = %(device)s {range} ORDER BY ts DESC LIMIT %(limit)s"
+        "WHERE {id_col} = %(device)s AND ts >= %(since)s AND ts <= %(until)s "
+        "ORDER BY ts DESC LIMIT %(limit)s"
     )
     return body.format(
         id_name=sql.Literal(id_col),
         table=sql.Identifier(table),
         id_col=sql.Identifier(id_col),
-        range=sql.SQL("AND ts >= %(since)s AND ts <= %(until)s") if bounded else sql.SQL(""),
     )
 
 
-async def latest_reading(conn: Conn, domain: Domain, device_id: str) -> dict[str, Any] | None:
-    """The device's newest reading by event time (`ts`), not the last one received."""
+@dataclass(frozen=True, slots=True)
+class DeviceDetailRow:
+    device: DeviceRow
+    latest: dict[str, Any] | None
+
+
+async def device_with_latest(conn: Conn, domain: Domain, device_id: str) -> DeviceDetailRow | None:
+    """The device and its newest reading by event time, in one round trip."""
+    table, id_col = RAW_TABLES[domain]
+    query = sql.SQL(
+        "SELECT {cols}, (SELECT to_jsonb(r) - 'ingested_at' - 'city' - {id_name} FROM {table} r "
+        "WHERE r.{id_col} = d.device_id ORDER BY r.ts DESC LIMIT 1) AS latest "
+        "FROM devices d WHERE d.domain = %s AND d.device_id = %s"
+    ).format(
+        cols=_COLUMNS,
+        id_name=sql.Literal(id_col),
+        table=sql.Identifier(table),
+        id_col=sql.Identifier(id_col),
+    )
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_readings_query(domain, bounded=False), {"device": device_id, "limit": 1})
+        await cur.execute(query, (domain.value, device_id))
         row = await cur.fetchone()
-    return None if row is None else dict(row["reading"])
+    if row is None:
+        return None
+    latest = row.pop("latest")
+    return DeviceDetailRow(DeviceRow(**row), None if latest is None else dict(latest))
 
 
 async def reading_history(
@@ -126,7 +146,7 @@ async def reading_history(
     """Readings in [since, until], newest first, at most `limit`."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            _readings_query(domain, bounded=True),
+            _history_query(domain),
             {"device": device_id, "since": since, "until": until, "limit": limit},
         )
         return [dict(r["reading"]) for r in await cur.fetchall()]
