@@ -54,6 +54,9 @@ class RouteResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: int = 0
     elapsed_s: float = 0.0
+    # CPU time the API process spent per request: unlike latency, it hardly depends on what
+    # else the (shared) machine is doing.
+    server_cpu_ms: float = 0.0
 
     def summary(self) -> dict[str, float | int]:
         lat = np.array(self.latencies_s) * 1000 if self.latencies_s else np.array([0.0])
@@ -63,6 +66,7 @@ class RouteResult:
             "rps": round(len(self.latencies_s) / self.elapsed_s, 1) if self.elapsed_s else 0.0,
             "requests": len(self.latencies_s),
             "errors": self.errors,
+            "server_cpu_ms_per_request": round(self.server_cpu_ms, 3),
         }
 
 
@@ -112,6 +116,17 @@ def _start_api(settings: Settings, conninfo: str, port: int) -> subprocess.Popen
         [sys.executable, "-m", "smartcity", "api", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
     )
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -212,7 +227,12 @@ def command(
         for route, paths in ((DEVICE_ROUTE, device_paths), (SUMMARY_ROUTE, summary_paths)):
             console.print(f"loading {route}: {concurrency} clients for {seconds:g} s …")
             asyncio.run(_load(base, key, paths[:50], 2, 1.0))  # warm up pool and caches
-            results[route] = asyncio.run(_load(base, key, paths, concurrency, seconds))
+            cpu_before = _cpu_s(proc.pid)
+            result = asyncio.run(_load(base, key, paths, concurrency, seconds))
+            served = len(result.latencies_s) + result.errors
+            if served:
+                result.server_cpu_ms = (_cpu_s(proc.pid) - cpu_before) * 1000 / served
+            results[route] = result
     finally:
         if proc is not None:
             proc.terminate()
@@ -236,11 +256,12 @@ def command(
         "concurrency": concurrency,
         "seconds_per_route": seconds,
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if as_json:
         print(orjson.dumps(report).decode())
         return
-    table = Table("route", "p50 ms", "p99 ms", "req/s", "requests", "errors")
+    table = Table("route", "p50 ms", "p99 ms", "req/s", "requests", "errors", "API CPU ms/req")
     for route, r in results.items():
         s = r.summary()
         table.add_row(
@@ -250,5 +271,6 @@ def command(
             f"{s['rps']:.0f}",
             str(s["requests"]),
             str(s["errors"]),
+            f"{s['server_cpu_ms_per_request']:.2f}",
         )
     Console().print(table)
