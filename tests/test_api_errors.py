@@ -132,3 +132,23 @@ def test_broker_down_is_503_for_commands_and_not_ready(settings: Settings) -> No
         assert "MQTT broker" in str(_problem(resp, 503)["detail"])
         # Nothing is recorded for a command that was not sent.
         assert count_rows(down, "lamp_commands") == 0
+
+
+def test_keys_and_tokens_never_reach_the_logs(
+    settings: Settings,
+    client: TestClient,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    key = make_key(settings, Role.OPERATOR, "logged")
+    wrong = "sc_" + "w" * 43
+    token = "mt_" + "t" * 43
+    client.get("/v1/devices", headers=auth(key))
+    client.get("/v1/devices", headers=auth(wrong))
+    client.get("/v1/meters/ast-em-000001/consumption", headers=auth(token))
+    client.post("/v1/lighting/lamps/x/command", json={"dim_pct": "secret"}, headers=auth(key))
+    out, err = capfd.readouterr()
+    logged = out + err + caplog.text
+    for secret in (key, wrong, token, key[3:20]):
+        assert secret not in logged

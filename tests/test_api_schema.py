@@ -97,3 +97,41 @@ def test_every_operation_conforms(case: AnyCase, live_api: str, admin_key: str) 
     case.call_and_validate(
         base_url=live_api, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10
     )
+
+
+def _has_example(doc: dict[str, Any], node: dict[str, Any]) -> bool:
+    if "example" in node or "examples" in node:
+        return True
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return _has_example(doc, doc["components"]["schemas"][name])
+    return any(_has_example(doc, sub) for sub in node.get("anyOf", []) if isinstance(sub, dict))
+
+
+def test_every_operation_is_described_with_examples() -> None:
+    operations = [
+        (method, path, op)
+        for path, item in SCHEMA_DOC["paths"].items()
+        for method, op in item.items()
+    ]
+    assert len(operations) >= 12
+    for method, path, op in operations:
+        where = f"{method.upper()} {path}"
+        assert len(op.get("description", "")) > 40, f"{where} has no description"
+        success = next(v for k, v in op["responses"].items() if k.startswith("2"))
+        contents = success.get("content", {})
+        assert contents, f"{where}: no success content"
+        for media in contents.values():
+            assert _has_example(SCHEMA_DOC, media) or _has_example(
+                SCHEMA_DOC, media.get("schema", {})
+            ), f"{where}: no example of its answer"
+        for param in op.get("parameters", []):
+            if param["in"] in ("query", "path") and param["name"] not in ("domain", "status"):
+                schema = param.get("schema", {})
+                has = "example" in param or "examples" in param or _has_example(SCHEMA_DOC, schema)
+                assert has or "enum" in schema or schema.get("type") == "integer", (
+                    f"{where}: parameter {param['name']} has no example"
+                )
+        if "requestBody" in op:
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert _has_example(SCHEMA_DOC, body), f"{where}: no example body"

@@ -196,7 +196,11 @@ async def list_devices(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="Page size (≤ 500).")] = 100,
     cursor: Annotated[
         str | None,
-        Query(max_length=400, description="`next_cursor` of the previous page."),
+        Query(
+            max_length=400,
+            description="`next_cursor` of the previous page.",
+            examples=["WyJsaWdodGluZyIsImFzdC1sYW1wLTAwMDA0MiJd"],
+        ),
     ] = None,
 ) -> DevicePage:
     """Devices ordered by domain and id, filtered by city, domain, district, status and id
