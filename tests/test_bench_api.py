@@ -21,8 +21,19 @@ def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
     }
     result = CliRunner().invoke(
         cli,
-        ["bench", "api", "--lamps", "50", "--readings", "3", "--concurrency", "2"]
-        + ["--seconds", "0.5", "--json"],
+        [
+            "bench",
+            "api",
+            "--lamps",
+            "50",
+            "--readings",
+            "3",
+            "--concurrency",
+            "2",
+            "--seconds",
+            "0.5",
+            "--json",
+        ],
         env=env,
     )
     assert result.exit_code == 0, result.output
