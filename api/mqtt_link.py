@@ -84,8 +84,13 @@ class MqttLink:
                     log.info("mqtt connected", host=self._settings.mqtt_host)
                     async for message in client.messages:
                         payload = message.payload
-                        if isinstance(payload, bytes):
+                        if not isinstance(payload, bytes):
+                            continue
+                        try:
                             self._hub.offer(message.topic.value, payload)
+                        except Exception:
+                            # A bug on one message must not end the live feed for everyone.
+                            log.exception("live message not forwarded", topic=message.topic.value)
             except aiomqtt.MqttError as exc:
                 log.warning("mqtt disconnected", error=str(exc), retry_in_s=round(backoff_s, 1))
             finally:
