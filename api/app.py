@@ -1,45 +1,80 @@
-"""The FastAPI application. `create_app(settings)` builds it; the lifespan owns the DB pool."""
+"""The FastAPI application. `create_app(settings)` builds it; the lifespan owns the DB pool and
+the MQTT link (a background task it starts, cancels and awaits)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from psycopg import AsyncConnection
+from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from api import problems
-from api.routes import health, lighting
+from api.bodylimit import BodySizeLimit
+from api.deps import Pool, Services
+from api.live import LiveHub
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.mqtt_link import MqttLink
+from api.ratelimit import TokenBucketLimiter
+from api.routes import commands, devices, health, lighting, live, meters
 from smartcity import __version__
 from smartcity.settings import Settings
+
+# Fail a request after this long without a free DB connection (→ 503) rather than hang it.
+POOL_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
 Smart-city telemetry: street lighting, electricity and water metering, and buses.
 
-Operators read lighting status and energy; apps and residents read bus arrivals.
-Errors are `application/problem+json`.
+* **Operators** (API key with role `viewer`, `operator` or `admin`; `Authorization: Bearer <key>`
+  or `X-API-Key: <key>`): devices, their latest readings and history; lamp commands (`operator`).
+* **Apps and residents** (public, rate-limited per client): city lighting summary, the live
+  vehicle stream; a resident reads their own meter with that meter's token.
+
+Errors are `application/problem+json` (RFC 9457). Guide: `docs/api.md`.
 """
 
 
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def create_app(settings: Settings) -> FastAPI:
+    metrics = ApiMetrics()
+    hub = LiveHub(settings.mqtt_topic_root, settings.api_stream_queue_max, metrics)
+    services = Services(
+        settings=settings,
+        metrics=metrics,
+        limiter=TokenBucketLimiter(settings.api_rate_limit_per_s, settings.api_rate_limit_burst),
+        trusted_proxies=frozenset(_csv(settings.api_trusted_proxies)),
+        hub=hub,
+        link=MqttLink(settings, hub, metrics),
+    )
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # One pool per process, opened here and closed surely on shutdown.
-        pool: AsyncConnectionPool[AsyncConnection[tuple[object, ...]]] = AsyncConnectionPool(
+        pool: Pool = AsyncConnectionPool(
             settings.database_conninfo,
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             open=False,
-            # Fail a request after 5 s without a connection rather than hang it.
-            timeout=5.0,
+            timeout=POOL_TIMEOUT_S,
             kwargs={"autocommit": True},
         )
         await pool.open()
-        app.state.pool = pool
+        services.pool = pool
+        link_task = asyncio.create_task(services.link.run(), name="api-mqtt-link")
         try:
             yield
         finally:
+            link_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link_task
+            services.pool = None
             await pool.close()
 
     app = FastAPI(
@@ -48,8 +83,27 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings
+    app.state.services = services
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(lighting.router)
+    for router in (
+        health.router,
+        lighting.router,
+        commands.router,
+        devices.router,
+        meters.router,
+        live.router,
+    ):
+        app.include_router(router)
+    # Added inside out: the last added runs first. Metrics see every response, 413s included.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    origins = _csv(settings.api_cors_origins)
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

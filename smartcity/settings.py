@@ -85,6 +85,22 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    api_cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed by CORS (e.g. https://ops.example.kz); "
+        "empty allows none, `*` allows any (without credentials).",
+    )
+    api_max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=65536, description="Larger request bodies are refused with 413."
+    )
+    api_stream_queue_max: Annotated[int, Field(ge=1)] = Field(
+        default=256,
+        description="Live-stream events held per client; a slower client loses the oldest.",
+    )
+    api_client_id: str = Field(
+        default="smartcity-api",
+        description="MQTT client id prefix of the API process (a random suffix is added).",
+    )
 
     # --- simulators ----------------------------------------------------------------------------
 
@@ -95,6 +111,17 @@ class Settings(BaseSettings):
     # --- transit -------------------------------------------------------------------------------
 
     # --- API security --------------------------------------------------------------------------
+    api_rate_limit_per_s: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="Public endpoints: sustained requests per second per client."
+    )
+    api_rate_limit_burst: Annotated[int, Field(ge=1)] = Field(
+        default=30, description="Public endpoints: requests a client may make at once."
+    )
+    api_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated proxy addresses whose X-Forwarded-For is believed; "
+        "empty: the client is the TCP peer.",
+    )
 
     # --- logging -------------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -9,13 +9,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from ingest.decode import decode
 from ingest.writer import Batch, BatchWriter
 from simulators.lighting import LampFleet
 from smartcity import topics
 from smartcity.cities import get_city
 from smartcity.settings import Settings
+from tests.apidata import ready_client
 
 NIGHT = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 21:00 in Astana: lamps on
 
@@ -35,7 +35,7 @@ def _store_fleet(settings: Settings, lamps: int, at: datetime) -> None:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with ready_client(settings) as c:
         yield c
 
 
@@ -77,4 +77,4 @@ def test_errors_are_problem_json(client: TestClient) -> None:
 
 def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ok"}
+    assert client.get("/ready").json() == {"status": "ok", "database": True, "mqtt": True}

@@ -6,13 +6,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
-from api.deps import ConnDep
+from api.deps import ConnDep, RateLimited
+from api.timeparams import as_utc
 from smartcity.cities import CITIES
 from smartcity.queries.lighting import lighting_summary
 
 router = APIRouter(prefix="/v1/lighting", tags=["lighting"])
+
+_SUMMARY_EXAMPLE: JsonDict = {
+    "city": "astana",
+    "at": "2026-11-23T16:00:00Z",
+    "window_s": 300,
+    "totals": {
+        "district": "all",
+        "lamps_reporting": 120,
+        "lamps_on": 118,
+        "lamps_faulty": 2,
+        "power_kw": 9.412,
+    },
+    "districts": [
+        {
+            "district": "esil",
+            "lamps_reporting": 24,
+            "lamps_on": 24,
+            "lamps_faulty": 0,
+            "power_kw": 1.96,
+        }
+    ],
+}
 
 
 class DistrictSummary(BaseModel):
@@ -26,6 +50,8 @@ class DistrictSummary(BaseModel):
 
 
 class LightingSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
     city: str
     at: datetime = Field(description="End of the window (UTC).")
     window_s: int
@@ -40,7 +66,9 @@ class LightingSummary(BaseModel):
     responses={
         404: {"description": "Unknown city (problem+json)."},
         422: {"description": "Malformed parameter (problem+json)."},
+        429: {"description": "Rate limit: wait Retry-After seconds (problem+json)."},
     },
+    dependencies=[RateLimited],
 )
 async def get_summary(
     conn: ConnDep,
@@ -48,21 +76,31 @@ async def get_summary(
         str, Query(description="City slug.", examples=["astana"], pattern="^[a-z-]+$")
     ] = "astana",
     window_s: Annotated[
-        int, Query(ge=10, le=86400, description="How far back a lamp's latest reading may be.")
+        int,
+        Query(
+            ge=10,
+            le=86400,
+            description="How far back a lamp's latest reading may be, seconds.",
+            examples=[300],
+        ),
     ] = 300,
     at: Annotated[
         datetime | None,
-        Query(description="End of the window (RFC 3339); defaults to now. Use it for replays."),
+        Query(
+            description="End of the window (RFC 3339); defaults to now. Use it for replays.",
+            examples=["2026-11-23T16:00:00Z"],
+        ),
     ] = None,
 ) -> LightingSummary:
     """Each district's lamps by their latest reading (by event time) within `window_s` before
-    `at`: how many report, how many are on, how many look faulty, and their power in kW."""
+    `at`: how many report, how many are on, how many look faulty, and their power in kW.
+    Public (a city KPI) and rate-limited per client."""
     if city not in CITIES:
         raise HTTPException(
             status_code=404,
             detail=f"unknown city {city!r}; known cities: {', '.join(sorted(CITIES))}",
         )
-    end = datetime.now(UTC) if at is None else _as_utc(at)
+    end = datetime.now(UTC) if at is None else as_utc(at, "at")
     rows = await lighting_summary(conn, city, end, timedelta(seconds=window_s))
     districts = [
         DistrictSummary(
@@ -82,8 +120,3 @@ async def get_summary(
         power_kw=round(sum(d.power_kw for d in districts), 3),
     )
     return LightingSummary(city=city, at=end, window_s=window_s, totals=totals, districts=districts)
-
-
-def _as_utc(value: datetime) -> datetime:
-    """Query times without an offset are taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

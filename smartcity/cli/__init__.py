@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import bench, dashboards, db, demo, deploy, gtfs, serve, simulate
+from smartcity.cli import apikey, bench, dashboards, db, demo, deploy, gtfs, serve, simulate
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(gtfs.app, name="gtfs")
+app.add_typer(apikey.app, name="apikey")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)

@@ -10,6 +10,9 @@ from smartcity import logs
 from smartcity.cli.signals import stop_event
 from smartcity.settings import Settings
 
+# Seconds a stopping API waits for open requests (live streams) before it closes them.
+API_SHUTDOWN_GRACE_S = 5
+
 
 def ingest() -> None:
     """Subscribe to the device feeds and store every reading exactly once.
@@ -52,4 +55,7 @@ def api(
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
+        # Live-stream (SSE) clients never end their requests; without a limit a shutdown
+        # would wait for them forever.
+        timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from smartcity.db.migrations import m0001_core, m0030_gtfs
+from smartcity.db.migrations import m0001_core, m0030_gtfs, m0040_api
 from smartcity.db.storage import StorageMode
 
 ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
@@ -26,7 +26,15 @@ class Migration:
     apply: ApplyFn
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
-    Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
+# Sorted by version, whatever order the lines below are in (each part of the project adds its
+# own; versions are reserved per part, see docs/development.md).
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    sorted(
+        (
+            Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
+            Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
+            Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
+        ),
+        key=lambda m: m.version,
+    )
 )

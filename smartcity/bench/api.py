@@ -1,0 +1,276 @@
+"""`smartcity bench api`: latency (p50/p99) and throughput of API routes under concurrent load.
+
+What it does, all on 127.0.0.1:
+1. creates a database of its own next to SMARTCITY_DATABASE_URL's (`<name>_bench_api`), migrates
+   it and fills it with `--lamps` lamps, each with `--readings` hourly readings (the registry
+   and raw table, as the ingest would leave them);
+2. starts the API in a second process (`smartcity api`) on a free port, on that database, with
+   the public rate limit lifted (every request comes from one address here);
+3. for each route in turn, `--concurrency` clients send requests back to back for `--seconds`,
+   over keep-alive connections (httpx2, the test extra); every non-2xx answer is an error;
+4. stops the API and drops the database (unless `--keep-db`).
+
+Routes measured now: device detail (a random lamp each time) and the lighting summary. The
+district-energy aggregate and stop arrivals join when those routes exist (issues 5 and the
+transit issue). The MQTT broker must be reachable (the API's readiness needs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+import psycopg
+import typer
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from smartcity.db import storage
+from smartcity.db.connect import connect, database_name, with_database
+from smartcity.db.migrate import migrate
+from smartcity.errors import ServiceUnavailableError
+from smartcity.servers import free_port
+from smartcity.settings import Settings
+
+DEVICE_ROUTE = "/v1/devices/{domain}/{device_id}"
+SUMMARY_ROUTE = "/v1/lighting/summary"
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class RouteResult:
+    latencies_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed_s: float = 0.0
+    # CPU time the API process spent per request: unlike latency, it hardly depends on what
+    # else the (shared) machine is doing.
+    server_cpu_ms: float = 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        lat = np.array(self.latencies_s) * 1000 if self.latencies_s else np.array([0.0])
+        return {
+            "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            "rps": round(len(self.latencies_s) / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "requests": len(self.latencies_s),
+            "errors": self.errors,
+            "server_cpu_ms_per_request": round(self.server_cpu_ms, 3),
+        }
+
+
+def _fill(conninfo: str, lamps: int, readings: int, at: datetime) -> None:
+    """`lamps` lamps in 5 districts and 40-lamp cabinets, `readings` hourly readings each."""
+    with connect(conninfo, autocommit=True) as conn:
+        mode = storage.read_mode(conn)
+        first = at - timedelta(hours=readings - 1)
+        days = {storage.day_of(first + timedelta(hours=h)) for h in range(readings)}
+        storage.ensure_partitions(conn, mode, "lighting_readings", days)
+        conn.execute(
+            """
+            INSERT INTO lighting_readings (ts, lamp_id, city, district, cabinet_id, lamp_on,
+                dim_pct, power_w, voltage_v, current_a, power_factor, energy_wh, operating_hours)
+            SELECT %(first)s + h * interval '1 hour', format('ast-lamp-%%s', lpad(i::text, 6, '0')),
+                   'astana', (ARRAY['almaty','baikonur','esil','nura','saryarka'])[i %% 5 + 1],
+                   format('ast-cab-%%s', lpad((i / 40)::text, 4, '0')), true, 100, 60 + i %% 90,
+                   230, 0.3, 0.95, 1e5 + h * 60, 2000 + h
+            FROM generate_series(0, %(lamps)s - 1) i, generate_series(0, %(readings)s - 1) h
+            """,
+            {"first": first, "lamps": lamps, "readings": readings},
+        )
+        conn.execute(
+            """
+            INSERT INTO devices (domain, device_id, city, district, first_seen, last_seen,
+                                 last_status, status_ts)
+            SELECT 'lighting', lamp_id, 'astana', min(district), min(ts), max(ts), 'online', max(ts)
+            FROM lighting_readings GROUP BY lamp_id
+            """
+        )
+        conn.execute("ANALYZE")
+
+
+def _start_api(settings: Settings, conninfo: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SMARTCITY_DATABASE_URL": conninfo,
+        "SMARTCITY_API_RATE_LIMIT_PER_S": "1000000000",
+        "SMARTCITY_API_RATE_LIMIT_BURST": "1000000000",
+        "SMARTCITY_MQTT_TOPIC_ROOT": f"bench{uuid.uuid4().hex[:8]}",
+        "SMARTCITY_API_CLIENT_ID": "smartcity-bench-api",
+        "SMARTCITY_LOG_LEVEL": "WARNING",
+        "SMARTCITY_MQTT_HOST": settings.mqtt_host,
+        "SMARTCITY_MQTT_PORT": str(settings.mqtt_port),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "smartcity", "api", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+    )
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceUnavailableError("the API process exited while starting; see its log")
+        try:
+            with urllib.request.urlopen(f"{base}/ready", timeout=1) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise ServiceUnavailableError(
+        f"the API at {base} was not ready within {READY_TIMEOUT_S:g} s "
+        "(is the MQTT broker running? /ready needs it)"
+    )
+
+
+async def _load(
+    base: str,
+    key: str,
+    paths: list[str],
+    concurrency: int,
+    seconds: float,
+) -> RouteResult:
+    import httpx2  # the test extra: `pip install -e '.[dev]'` (make install)
+
+    result = RouteResult()
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(base_url=base, limits=limits, headers=headers) as client:
+        stop_at = time.perf_counter() + seconds
+
+        async def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.perf_counter() < stop_at:
+                path = rng.choice(paths)
+                started = time.perf_counter()
+                try:
+                    resp = await client.get(path, timeout=10)
+                    ok = resp.status_code == 200
+                except httpx2.HTTPError:
+                    ok = False
+                if ok:
+                    result.latencies_s.append(time.perf_counter() - started)
+                else:
+                    result.errors += 1
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for i in range(concurrency):
+                tg.create_task(worker(i), name=f"bench-client-{i}")
+        result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def command(
+    lamps: Annotated[int, typer.Option(min=1, help="Lamps with history in the database.")] = 10000,
+    readings: Annotated[int, typer.Option(min=1, help="Hourly readings per lamp.")] = 24,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 32,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Load time per route.")] = 10.0,
+    keep_db: Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """API latency and throughput under concurrent load, on 127.0.0.1 (see docs/benchmarks.md)."""
+    from smartcity.apikeys import create_key
+    from smartcity.security import Role
+
+    settings = Settings()
+    base_conninfo = settings.database_conninfo
+    bench_db = f"{database_name(base_conninfo)}_bench_api"
+    conninfo = with_database(base_conninfo, bench_db)
+    console = Console(stderr=True)
+    admin = with_database(base_conninfo, "postgres")
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(bench_db))
+        )
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        migrate(settings.model_copy(update={"database_url": conninfo}))
+        at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        console.print(f"filling {bench_db}: {lamps} lamps × {readings} readings …")
+        _fill(conninfo, lamps, readings, at)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            key = create_key(conn, "bench", Role.VIEWER)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _start_api(settings, conninfo, port)
+        _wait_ready(base, proc)
+        rng = random.Random(1)
+        device_paths = [
+            f"/v1/devices/lighting/ast-lamp-{rng.randrange(lamps):06d}" for _ in range(1000)
+        ]
+        summary_paths = [f"{SUMMARY_ROUTE}?city=astana&window_s=3600"]
+        results: dict[str, RouteResult] = {}
+        for route, paths in ((DEVICE_ROUTE, device_paths), (SUMMARY_ROUTE, summary_paths)):
+            console.print(f"loading {route}: {concurrency} clients for {seconds:g} s …")
+            asyncio.run(_load(base, key, paths[:50], 2, 1.0))  # warm up pool and caches
+            cpu_before = _cpu_s(proc.pid)
+            result = asyncio.run(_load(base, key, paths, concurrency, seconds))
+            served = len(result.latencies_s) + result.errors
+            if served:
+                result.server_cpu_ms = (_cpu_s(proc.pid) - cpu_before) * 1000 / served
+            results[route] = result
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if not keep_db:
+            with connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(bench_db)
+                    )
+                )
+    report: dict[str, Any] = {route: r.summary() for route, r in results.items()}
+    report["errors"] = sum(r.errors for r in results.values())
+    report["config"] = {
+        "lamps": lamps,
+        "readings_per_lamp": readings,
+        "concurrency": concurrency,
+        "seconds_per_route": seconds,
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if as_json:
+        print(orjson.dumps(report).decode())
+        return
+    table = Table("route", "p50 ms", "p99 ms", "req/s", "requests", "errors", "API CPU ms/req")
+    for route, r in results.items():
+        s = r.summary()
+        table.add_row(
+            route,
+            f"{s['p50_ms']:.2f}",
+            f"{s['p99_ms']:.2f}",
+            f"{s['rps']:.0f}",
+            str(s["requests"]),
+            str(s["errors"]),
+            f"{s['server_cpu_ms_per_request']:.2f}",
+        )
+    Console().print(table)

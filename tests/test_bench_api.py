@@ -1,0 +1,50 @@
+"""`smartcity bench api --json` measures each route and cleans up after itself."""
+
+from __future__ import annotations
+
+import orjson
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from smartcity.cli import app as cli
+from smartcity.db.connect import database_name
+from smartcity.settings import Settings
+
+
+@pytest.mark.slow
+def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
+    env = {
+        "SMARTCITY_DATABASE_URL": settings.database_conninfo,
+        "SMARTCITY_MQTT_HOST": settings.mqtt_host,
+        "SMARTCITY_MQTT_PORT": str(settings.mqtt_port),
+    }
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "api",
+            "--lamps",
+            "50",
+            "--readings",
+            "3",
+            "--concurrency",
+            "2",
+            "--seconds",
+            "0.5",
+            "--json",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == 0
+    for route in ("/v1/devices/{domain}/{device_id}", "/v1/lighting/summary"):
+        figures = report[route]
+        assert figures["requests"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+        assert figures["rps"] > 0
+    bench_db = f"{database_name(settings.database_conninfo)}_bench_api"
+    with psycopg.connect(pg_admin) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (bench_db,)).fetchone()
+    assert left is None, "the benchmark database was not dropped"
