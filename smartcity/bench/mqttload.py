@@ -28,6 +28,14 @@ MAX_INFLIGHT = 2000
 CONNECT_TIMEOUT_S = 10.0
 
 
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    # Not `info.is_published()`: that raises for a message published while the connection was
+    # down, although paho keeps such a QoS 1 message and sends it after reconnecting — and then
+    # marks it published on PUBACK like any other.
+    with info._condition:
+        return bool(info._published)
+
+
 class AckedPublisher:
     """paho QoS 1 publisher (its own network thread, paho's automatic reconnect)."""
 
@@ -69,17 +77,17 @@ class AckedPublisher:
         return len(self._sent)
 
     def acknowledged(self) -> int:
-        return sum(1 for _, info in self._sent if info.is_published())
+        return sum(1 for _, info in self._sent if _acknowledged(info))
 
     def acknowledged_keys(self) -> list[Hashable]:
-        return [key for key, info in self._sent if info.is_published()]
+        return [key for key, info in self._sent if _acknowledged(info)]
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the broker acknowledged everything sent; False on timeout."""
         deadline = time.monotonic() + timeout_s
         pending = [info for _, info in self._sent]
         while pending:
-            pending = [info for info in pending if not info.is_published()]
+            pending = [info for info in pending if not _acknowledged(info)]
             if not pending:
                 return True
             if time.monotonic() > deadline:
