@@ -25,6 +25,10 @@ from smartcity.errors import ServiceUnavailableError
 # Unacknowledged publishes on the wire at once; paho queues the rest in memory. Large, so a
 # loopback broker is never starved by the round trip.
 MAX_INFLIGHT = 2000
+# Published but not yet acknowledged, in total (in flight + paho's queue): `publish` waits
+# beyond this, which bounds memory and keeps paho's 16-bit packet ids from wrapping onto a
+# message still outstanding.
+MAX_OUTSTANDING = 20_000
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -49,6 +53,8 @@ class AckedPublisher:
         # Fault tests restart the broker under us: come back quickly.
         self._client.reconnect_delay_set(min_delay=1, max_delay=2)
         self._client.on_connect = self._on_connect
+        self._client.on_publish = self._on_publish
+        self._acks = 0  # written by the network thread only
         self._connected = threading.Event()
         self._sent: list[tuple[Hashable, mqtt.MQTTMessageInfo]] = []
 
@@ -70,6 +76,8 @@ class AckedPublisher:
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, key: Hashable = None) -> None:
+        while len(self._sent) - self._acks >= MAX_OUTSTANDING:
+            time.sleep(0.001)
         self._sent.append((key, self._client.publish(topic, payload, qos=1)))
 
     @property
@@ -94,6 +102,16 @@ class AckedPublisher:
                 return False
             time.sleep(0.01)
         return True
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        _reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._acks += 1
 
     def _on_connect(
         self,
