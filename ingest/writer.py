@@ -278,15 +278,24 @@ class BatchWriter:
                 write_row(row)
 
     def _insert_from_stage(self, cur: psycopg.Cursor[tuple[object, ...]], spec: TableSpec) -> None:
-        stage = _stage_name(spec.table)
+        # Fast path: a plain INSERT, in a savepoint. Almost every batch is new data, and a plain
+        # insert skips the speculative-insertion work of ON CONFLICT. A redelivered reading
+        # makes it fail with a unique violation; then the savepoint is undone and the batch
+        # goes in with ON CONFLICT DO NOTHING, which skips exactly the rows already stored.
+        stage = sql.Identifier(_stage_name(spec.table))
         cols = sql.SQL(", ").join(map(sql.Identifier, spec.names))
+        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            sql.Identifier(spec.table), cols, cols, stage
+        )
+        try:
+            with self._require().transaction():
+                cur.execute(insert)
+                return
+        except psycopg.errors.UniqueViolation:
+            pass
         cur.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO NOTHING").format(
-                sql.Identifier(spec.table),
-                cols,
-                cols,
-                sql.Identifier(stage),
-                sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+            sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
+                insert, sql.SQL(", ").join(map(sql.Identifier, spec.key))
             )
         )
 
@@ -322,8 +331,12 @@ class BatchWriter:
                                   THEN EXCLUDED.city ELSE d.city END,
                 district   = COALESCE(CASE WHEN EXCLUDED.last_seen >= d.last_seen
                                            THEN EXCLUDED.district END, d.district),
-                lat        = COALESCE(EXCLUDED.lat, d.lat),
-                lon        = COALESCE(EXCLUDED.lon, d.lon)
+                lat        = COALESCE(CASE WHEN EXCLUDED.last_seen >= d.last_seen
+                                           THEN EXCLUDED.lat END, d.lat),
+                lon        = COALESCE(CASE WHEN EXCLUDED.last_seen >= d.last_seen
+                                           THEN EXCLUDED.lon END, d.lon)
+            -- A redelivered or late reading changes nothing: skip writing a new row version.
+            WHERE EXCLUDED.last_seen > d.last_seen OR EXCLUDED.first_seen < d.first_seen
             """
         )
 
