@@ -8,14 +8,16 @@ by `ON CONFLICT DO NOTHING`, so it never becomes a second row.
 Meter registers (`energy_import_kwh`, `volume_m3`) must not go backwards. That check needs the
 meter's previous reading, which may be in the database or may be in flight in another worker
 (shared subscriptions spread one meter's messages over all workers), so a per-worker memory
-cache cannot decide it. It runs in the database, inside the batch's transaction: the batch's
-meters take transaction-scoped advisory locks (hashed into `_REGISTER_LOCK_BUCKETS` buckets,
-always in ascending order, so two workers never deadlock), then every staged reading is
+cache cannot decide it. It runs in the database, inside the batch's transaction. The batch
+first upserts the `devices` rows of every device it saw, in sorted order; that locks each of
+those rows until commit (ON CONFLICT DO UPDATE locks the row even when its WHERE skips the
+update; a new row blocks a concurrent insert of the same key). Then every staged reading is
 compared with the meter's reading just before it in event time — from the table or from the
 same batch, whichever is later. Rows that fail are removed from the staging table and
 dead-lettered with their message (`register_backwards`), in the same transaction. Two workers
-holding readings of the same meter therefore check and insert one after the other, and each
-sees the other's committed rows.
+holding readings of the same meter therefore check and insert one after the other (the second
+waits for the first's commit and then sees its rows), while batches with different meters do
+not wait for each other at all. Locks are row locks, so they do not fill PostgreSQL's lock table.
 """
 
 from __future__ import annotations
@@ -34,12 +36,6 @@ from smartcity.db.connect import connect
 
 TABLES: dict[str, TableSpec] = {spec.table: spec for spec in (LIGHTING, METERS, VEHICLES)}
 
-# Advisory-lock namespace (first key) of the register check, and how many buckets meter ids
-# hash into. Few buckets keep the lock count per transaction small (PostgreSQL's lock table
-# holds max_locks_per_transaction × max_connections entries); the price is that two batches
-# with different meters in one bucket wait for each other, which only orders their inserts.
-_REGISTER_LOCK_CLASS = 0x5C17
-_REGISTER_LOCK_BUCKETS = 64
 # How far back the register check looks for a meter's previous reading. Bounded so the lookup
 # touches a few daily partitions, not all of them.
 REGISTER_LOOKBACK = "35 days"
@@ -171,6 +167,10 @@ class BatchWriter:
             self._ensure_partitions(table, rows)
         refused: list[DeadLetter] = []
         with conn.transaction(), conn.cursor() as cur:
+            # Devices first: their row locks order concurrent batches of the same meters (see
+            # the module docstring) before the register check reads the table.
+            if batch.sightings:
+                self._upsert_devices(cur, batch.sightings)
             for table, rows in batch.rows.items():
                 if rows:
                     spec = TABLES[table]
@@ -178,8 +178,6 @@ class BatchWriter:
                     if spec is METERS:
                         refused = self._refuse_backward_registers(cur, batch.origins)
                     self._insert_from_stage(cur, spec)
-            if batch.sightings:
-                self._upsert_devices(cur, batch.sightings)
             if batch.statuses:
                 self._update_statuses(cur, batch.statuses)
             letters = [*batch.dead_letters, *refused]
@@ -198,12 +196,6 @@ class BatchWriter:
     def _refuse_backward_registers(
         self, cur: psycopg.Cursor[tuple[object, ...]], origins: Sequence[Origin]
     ) -> list[DeadLetter]:
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(%s, b) FROM ("
-            " SELECT DISTINCT abs(hashtext(meter_id) %% %s) AS b FROM _stage_meter_readings"
-            " ORDER BY b) AS buckets",
-            (_REGISTER_LOCK_CLASS, _REGISTER_LOCK_BUCKETS),
-        )
         cur.execute(
             """
             WITH staged AS (

@@ -27,8 +27,8 @@ from smartcity.errors import ServiceUnavailableError
 MAX_INFLIGHT = 2000
 # Published but not yet acknowledged, in total (in flight + paho's queue): `publish` waits
 # beyond this, which bounds memory and keeps paho's 16-bit packet ids from wrapping onto a
-# message still outstanding.
-MAX_OUTSTANDING = 20_000
+# message still outstanding. Small, because paho scans its whole queue on every PUBACK.
+MAX_OUTSTANDING = 3000
 CONNECT_TIMEOUT_S = 10.0
 
 
