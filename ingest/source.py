@@ -50,7 +50,9 @@ _PUT_POLL_S = 0.1
 # Reconnect backoff: from 0.5 s doubling to 30 s, each wait drawn uniformly from [0, delay].
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0
-_LOOP_TIMEOUT_S = 0.2
+# The network loop wakes at least this often to send acknowledgements queued by `ack`.
+_LOOP_TIMEOUT_S = 0.02
+_CLOSE_ACK_WAIT_S = 5.0
 
 
 def share(group: str, topic_filter: str) -> str:
@@ -85,6 +87,11 @@ class MqttSource:
         self._generation = 0
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        # Committed messages waiting for their PUBACK. Only the network thread writes to the
+        # socket: paho writes directly from the calling thread when it does not run its own
+        # loop thread, and two threads writing one socket could interleave partial packets.
+        self._to_ack: list[Inbound] = []
+        self._ack_lock = threading.Lock()
         self._reading = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -133,6 +140,7 @@ class MqttSource:
                     properties=props,
                 )
                 while self._client.loop(timeout=_LOOP_TIMEOUT_S) == mqtt.MQTT_ERR_SUCCESS:
+                    self._send_acks()
                     if self._connected.is_set():
                         delay = RECONNECT_MIN_S  # a session was up: start the backoff afresh
             except (OSError, ValueError) as exc:
@@ -151,6 +159,12 @@ class MqttSource:
     def close(self) -> None:
         """Disconnect (after sending any acknowledgements queued so far) and end the thread."""
         self._reading.clear()
+        deadline = time.monotonic() + _CLOSE_ACK_WAIT_S
+        while self._connected.is_set() and time.monotonic() < deadline:
+            with self._ack_lock:
+                if not self._to_ack:
+                    break
+            time.sleep(_LOOP_TIMEOUT_S)
         self._closing.set()
         self._client.disconnect()
         if self._thread is not None:
@@ -158,19 +172,21 @@ class MqttSource:
             self._thread = None
         self._connected.clear()
 
-    def ack(self, messages: Sequence[Inbound]) -> int:
-        """Acknowledge committed messages, in the order received; returns how many were sent.
+    def ack(self, messages: Sequence[Inbound]) -> None:
+        """Acknowledge committed messages; the network thread sends the PUBACKs at once."""
+        with self._ack_lock:
+            self._to_ack.extend(messages)
 
-        Messages from an earlier connection are skipped: their packet ids mean nothing to the
-        new connection, and the broker redelivers them (we store them idempotently again).
-        """
+    def _send_acks(self) -> None:
+        # Messages from an earlier connection are skipped: their packet ids mean nothing to
+        # the new connection, and the broker redelivers them (stored idempotently again).
+        with self._ack_lock:
+            pending, self._to_ack = self._to_ack, []
         current = self._generation
-        sent = 0
-        for msg in messages:
+        ack = self._client.ack
+        for msg in pending:
             if msg.qos > 0 and msg.generation == current:
-                self._client.ack(msg.mid, msg.qos)
-                sent += 1
-        return sent
+                ack(msg.mid, msg.qos)
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 
