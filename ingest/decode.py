@@ -133,6 +133,16 @@ def _validate(model: type[M], obj: dict[str, object]) -> M:
         raise PayloadError("invalid_fields", _validation_detail(exc)) from None
 
 
+def _parse(model: type[M], payload: bytes) -> M:
+    """Parse and validate in one step (pydantic-core's JSON parser: about twice as fast as
+    orjson + model_validate). Only for valid payloads: on any error the message takes the slow
+    path, whose errors are classified (malformed_json, not_an_object, invalid_fields)."""
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError:
+        return _validate(model, _load_object(payload))
+
+
 def _same_device(field_name: str, value: str, info: TopicInfo) -> None:
     if value != info.device_id:
         raise PayloadError(
@@ -143,7 +153,7 @@ def _same_device(field_name: str, value: str, info: TopicInfo) -> None:
 
 
 def decode_lamp_telemetry(info: TopicInfo, payload: bytes, _received: datetime) -> Decoded:
-    reading = _validate(LampTelemetry, _load_object(payload))
+    reading = _parse(LampTelemetry, payload)
     _same_device("lamp_id", reading.lamp_id, info)
     out = Decoded()
     out.add(
@@ -199,7 +209,7 @@ def _meter_row(r: MeterReading, city: str, gateway_id: str | None) -> Row:
 
 
 def decode_meter_reading(info: TopicInfo, payload: bytes, _received: datetime) -> Decoded:
-    reading = _validate(MeterReading, _load_object(payload))
+    reading = _parse(MeterReading, payload)
     _same_device("meter_id", reading.meter_id, info)
     out = Decoded()
     out.add("meter_readings", _meter_row(reading, info.city, None))
@@ -209,24 +219,32 @@ def decode_meter_reading(info: TopicInfo, payload: bytes, _received: datetime) -
     return out
 
 
-def decode_gateway_senml(info: TopicInfo, payload: bytes, _received: datetime) -> Decoded:
+def _senml_records(payload: bytes) -> list[SenMLRecord]:
     value = _load(payload)
     if not isinstance(value, list):
         raise PayloadError(
             "not_an_object",
             f"a SenML pack must be a JSON array of records, got {type(value).__name__}",
         )
-    if not value:
-        raise PayloadError("invalid_senml", "the pack is empty; send at least one record")
-    if len(value) > MAX_SENML_RECORDS:
-        raise PayloadError(
-            "invalid_senml", f"the pack has {len(value)} records; the limit is {MAX_SENML_RECORDS}"
-        )
     try:
-        records = _SENML_PACK.validate_python(value)
+        return _SENML_PACK.validate_python(value)
     except ValidationError as exc:
         # Locations start with the record index, e.g. "record 3.v: Input should be a number".
         raise PayloadError("invalid_senml", _validation_detail(exc, prefix="record ")) from None
+
+
+def decode_gateway_senml(info: TopicInfo, payload: bytes, _received: datetime) -> Decoded:
+    try:
+        records = _SENML_PACK.validate_json(payload)  # fast path, as in `_parse`
+    except ValidationError:
+        records = _senml_records(payload)
+    if not records:
+        raise PayloadError("invalid_senml", "the pack is empty; send at least one record")
+    if len(records) > MAX_SENML_RECORDS:
+        raise PayloadError(
+            "invalid_senml",
+            f"the pack has {len(records)} records; the limit is {MAX_SENML_RECORDS}",
+        )
     try:
         readings = resolve_pack(records)
     except SenMLError as exc:
@@ -244,7 +262,7 @@ def decode_gateway_senml(info: TopicInfo, payload: bytes, _received: datetime) -
 
 
 def decode_vehicle_position(info: TopicInfo, payload: bytes, _received: datetime) -> Decoded:
-    pos = _validate(VehiclePosition, _load_object(payload))
+    pos = _parse(VehiclePosition, payload)
     _same_device("vehicle_id", pos.vehicle_id, info)
     city = CITIES[info.city]
     if not city.contains(pos.lat, pos.lon):
