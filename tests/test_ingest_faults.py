@@ -125,9 +125,9 @@ def _ingest_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def _ingest_process(settings: Settings, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _ingest_process(settings: Settings, cwd: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "smartcity", "ingest"],
+        [sys.executable, "-m", "smartcity", "ingest", *args],
         env=_ingest_env(settings),
         cwd=cwd,  # no .env file here
         stdout=subprocess.DEVNULL,
@@ -209,3 +209,18 @@ def test_stop_the_database_for_10_s_mid_stream(
             )
             pg.start()
             _assert_exactly_once(s, stream_done(stream))
+
+
+def test_workers_share_the_stream_and_stop_cleanly_on_sigterm(
+    settings: Settings, broker: PrivateMosquitto, tmp_path: Path
+) -> None:
+    s = settings.model_copy(update={"mqtt_host": broker.host, "mqtt_port": broker.port})
+    # The workers' sessions exist before the stream starts (worker n is client id "<id>-n").
+    for n in range(2):
+        worker = s.model_copy(update={"ingest_client_id": f"{s.ingest_client_id}-{n}"})
+        with running_ingest(worker):
+            pass
+    with _ingest_process(s, tmp_path, "--workers", "2") as supervisor, Stream(s) as stream:
+        _assert_exactly_once(s, stream_done(stream))
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(60) == 0, "the supervisor should stop its workers and exit 0"
