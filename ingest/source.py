@@ -180,13 +180,15 @@ class MqttSource:
     def _send_acks(self) -> None:
         # Messages from an earlier connection are skipped: their packet ids mean nothing to
         # the new connection, and the broker redelivers them (stored idempotently again).
+        # Under the lock: `close` waits for an empty list, which must mean "sent", so that its
+        # DISCONNECT never overtakes the last PUBACKs.
         with self._ack_lock:
-            pending, self._to_ack = self._to_ack, []
-        current = self._generation
-        ack = self._client.ack
-        for msg in pending:
-            if msg.qos > 0 and msg.generation == current:
-                ack(msg.mid, msg.qos)
+            current = self._generation
+            ack = self._client.ack
+            for msg in self._to_ack:
+                if msg.qos > 0 and msg.generation == current:
+                    ack(msg.mid, msg.qos)
+            self._to_ack = []
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 
