@@ -30,6 +30,13 @@ class IngestMetrics:
             "From a message's arrival at the ingest to its commit",
             registry=r,
         )
+        self.publish_to_commit_seconds = Histogram(
+            "smartcity_ingest_publish_to_commit_seconds",
+            "From a reading's event time (when the device measured and published it) to its "
+            "commit; grows when the ingest falls behind or devices send late",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "smartcity_ingest_queue_depth", "Messages received but not yet batched", registry=r
         )

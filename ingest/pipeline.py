@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 import psycopg
 import structlog
 
-from ingest.decode import DECODERS, Decoded, decode
+from ingest.decode import DECODERS, Decoded, Limits, decode
 from ingest.metrics import IngestMetrics
 from ingest.source import Inbound, MqttSource
-from ingest.writer import Batch, BatchWriter, DeadLetter
+from ingest.writer import Batch, BatchWriter, DeadLetter, Origin
 from smartcity.errors import PayloadError, ServiceUnavailableError
 from smartcity.settings import Settings
 from smartcity.topics import parse_inbound
@@ -64,8 +64,15 @@ def _assemble(entries: Sequence[_Entry]) -> Batch:
     for e in entries:
         if e.decoded is not None:
             for table, rows in e.decoded.rows.items():
-                batch.rows.setdefault(table, []).extend(rows)
+                if table == "meter_readings":
+                    # Stage-only `_msg`: which message a row came from, for the register check.
+                    i = len(batch.origins)
+                    batch.origins.append(Origin(e.msg.received_at, e.msg.topic, e.msg.payload))
+                    batch.rows.setdefault(table, []).extend([(*r, i) for r in rows])
+                else:
+                    batch.rows.setdefault(table, []).extend(rows)
             batch.sightings.extend(e.decoded.sightings)
+            batch.statuses.extend(e.decoded.statuses)
         if e.dead is not None:
             batch.dead_letters.append(e.dead)
     return batch
@@ -79,7 +86,16 @@ class Pipeline:
         self.metrics = metrics or IngestMetrics()
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_max)
         self._source = MqttSource(settings, self._inbox, list(DECODERS))
-        self._writer = BatchWriter(settings.database_conninfo)
+        self._writer = BatchWriter(
+            settings.database_conninfo,
+            register_tolerance=settings.ingest_register_tolerance,
+            dead_letter_cap_bytes=DEAD_LETTER_PAYLOAD_CAP_BYTES,
+        )
+        self._limits = Limits(
+            max_payload_bytes=settings.ingest_max_payload_bytes,
+            max_future_s=settings.ingest_max_future_s,
+            max_age_s=settings.ingest_max_age_days * 86400,
+        )
         self._entries: list[_Entry] = []
         self._rows_pending = 0
         self._batch_started = 0.0
@@ -95,11 +111,10 @@ class Pipeline:
         info = parse_inbound(self.settings.mqtt_topic_root, msg.topic)
         self.metrics.messages.labels(info.feed.value if info else "unknown").inc()
         try:
-            decoded = decode(
-                info, msg.payload, max_payload_bytes=self.settings.ingest_max_payload_bytes
-            )
+            decoded = decode(info, msg.payload, limits=self._limits, received_at=msg.received_at)
             entry = _Entry(msg, decoded, None)
-            self._rows_pending += sum(len(r) for r in decoded.rows.values())
+            for rows in decoded.rows.values():
+                self._rows_pending += len(rows)
         except PayloadError as exc:
             entry = _Entry(msg, None, _dead_letter(msg, exc.reason, exc.detail))
         except Exception as exc:  # never crash on input: a decoder bug is a dead letter too
@@ -120,32 +135,41 @@ class Pipeline:
         batch = _assemble(entries)
         started = time.monotonic()
         try:
-            self._write_with_retry(batch)
+            refused = self._write_with_retry(batch)
         except psycopg.Error as exc:
             # Not a connection problem: the database refused some row. Find it by writing the
             # messages one at a time, dead-letter the refused ones, and keep the rest.
             log.error("batch refused by database; retrying message by message", error=str(exc))
             self.metrics.db_errors.labels("refused").inc()
-            self._write_one_by_one(entries)
+            refused = self._write_one_by_one(entries)
         committed = time.monotonic()
         self.metrics.flush_seconds.observe(committed - started)
         self.metrics.batch_rows.observe(batch.row_count())
         for table, rows in batch.rows.items():
-            self.metrics.rows.labels(table).inc(len(rows))
+            n = len(rows) - (len(refused) if table == "meter_readings" else 0)
+            self.metrics.rows.labels(table).inc(n)
+        for d in refused:
+            self.metrics.rejected.labels(d.reason).inc()
         now = time.time()
+        lag = self.metrics.publish_to_commit_seconds
         for e in entries:
             self.metrics.receive_to_commit_seconds.observe(now - e.msg.received_at)
+            if e.decoded is not None:
+                for rows in e.decoded.rows.values():
+                    ts = rows[0][0]
+                    if isinstance(ts, datetime):
+                        lag.observe(now - ts.timestamp())
+                    break
         self._source.ack([e.msg for e in entries])
         self.metrics.queue_depth.set(self._inbox.qsize())
 
-    def _write_with_retry(self, batch: Batch) -> None:
+    def _write_with_retry(self, batch: Batch) -> list[DeadLetter]:
         delay = _BACKOFF_MIN_S
         while True:
             try:
                 if not self._writer.connected:
                     self._writer.open()
-                self._writer.write(batch)
-                return
+                return self._writer.write(batch)
             except (psycopg.OperationalError, ServiceUnavailableError) as exc:
                 # Connection lost or database down: hold the batch (unacknowledged, so the
                 # broker holds the rest), reconnect with backoff, write it again. The write is
@@ -160,15 +184,17 @@ class Pipeline:
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
-    def _write_one_by_one(self, entries: Sequence[_Entry]) -> None:
+    def _write_one_by_one(self, entries: Sequence[_Entry]) -> list[DeadLetter]:
+        refused: list[DeadLetter] = []
         for e in entries:
             try:
-                self._write_with_retry(_assemble([e]))
+                refused += self._write_with_retry(_assemble([e]))
             except psycopg.Error as exc:
                 e.decoded = None
                 e.dead = _dead_letter(e.msg, "db_rejected", str(exc).strip()[:500])
                 self.metrics.rejected.labels("db_rejected").inc()
                 self._write_with_retry(_assemble([e]))
+        return refused
 
     # -- the loop ---------------------------------------------------------------------------------
 

@@ -6,11 +6,21 @@ the ingest stops reading the socket and the broker stops sending: back-pressure 
 Messages are acknowledged (PUBACK) only by `ack`, which the pipeline calls after the rows are
 committed. A message that is never acknowledged is redelivered by the broker after a reconnect
 or restart, because the session is persistent.
+
+The network loop is our own thread rather than paho's `loop_start`: paho's reconnect waits a
+fixed doubling delay, so after a broker restart every worker of every host would reconnect in
+lock step. Ours waits a capped, jittered delay ("full jitter") between attempts.
+
+Several workers share the feeds through MQTT shared subscriptions (`$share/<group>/<filter>`,
+SMARTCITY_INGEST_SHARE_GROUP): the broker hands each message to one member of the group. Each
+worker has its own client id and so its own persistent session: messages it received but did
+not acknowledge are redelivered to it when it comes back.
 """
 
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +47,17 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 # protocol's maximum.
 RECEIVE_MAXIMUM = 65535
 _PUT_POLL_S = 0.1
+# Reconnect backoff: from 0.5 s doubling to 30 s, each wait drawn uniformly from [0, delay].
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 30.0
+# The network loop wakes at least this often to send acknowledgements queued by `ack`.
+_LOOP_TIMEOUT_S = 0.02
+_CLOSE_ACK_WAIT_S = 5.0
+
+
+def share(group: str, topic_filter: str) -> str:
+    """The shared-subscription form of `topic_filter` (plain when `group` is empty)."""
+    return f"$share/{group}/{topic_filter}" if group else topic_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +80,18 @@ class MqttSource:
     ) -> None:
         self._settings = settings
         self._inbox = inbox
-        self._filters = [subscription(settings.mqtt_topic_root, feed) for feed in feeds]
+        self._filters = [
+            share(settings.ingest_share_group, subscription(settings.mqtt_topic_root, feed))
+            for feed in feeds
+        ]
         self._generation = 0
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Committed messages waiting for their PUBACK. Only the network thread writes to the
+        # socket: paho writes directly from the calling thread when it does not run its own
+        # loop thread, and two threads writing one socket could interleave partial packets.
+        self._to_ack: list[Inbound] = []
+        self._ack_lock = threading.Lock()
         self._reading = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -72,7 +103,6 @@ class MqttSource:
         )
         if settings.mqtt_username:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -88,42 +118,77 @@ class MqttSource:
         return self._subscribed
 
     def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("MqttSource.start() called twice")
+        self._reading.set()
+        self._thread = threading.Thread(target=self._run, name="ingest-mqtt", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        s = self._settings
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._reading.set()
-        self._client.connect_async(
-            self._settings.mqtt_host,
-            self._settings.mqtt_port,
-            keepalive=self._settings.mqtt_keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self._client.loop_start()
+        delay = RECONNECT_MIN_S
+        while not self._closing.is_set():
+            try:
+                self._client.connect(
+                    s.mqtt_host,
+                    s.mqtt_port,
+                    keepalive=s.mqtt_keepalive_s,
+                    clean_start=False,
+                    properties=props,
+                )
+                while self._client.loop(timeout=_LOOP_TIMEOUT_S) == mqtt.MQTT_ERR_SUCCESS:
+                    self._send_acks()
+                    if self._connected.is_set():
+                        delay = RECONNECT_MIN_S  # a session was up: start the backoff afresh
+            except (OSError, ValueError) as exc:
+                log.warning("mqtt connection failed", error=str(exc))
+            if self._closing.is_set():
+                break
+            wait_s = random.uniform(0, delay)
+            log.info("mqtt reconnecting", retry_in_s=round(wait_s, 2))
+            self._closing.wait(wait_s)
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
     def stop_reading(self) -> None:
         """Take no more messages; the ones not yet queued stay unacknowledged at the broker."""
         self._reading.clear()
 
     def close(self) -> None:
+        """Disconnect (after sending any acknowledgements queued so far) and end the thread."""
         self._reading.clear()
+        deadline = time.monotonic() + _CLOSE_ACK_WAIT_S
+        while self._connected.is_set() and time.monotonic() < deadline:
+            with self._ack_lock:
+                if not self._to_ack:
+                    break
+            time.sleep(_LOOP_TIMEOUT_S)
+        self._closing.set()
         self._client.disconnect()
-        self._client.loop_stop()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
         self._connected.clear()
 
-    def ack(self, messages: Sequence[Inbound]) -> int:
-        """Acknowledge committed messages, in the order received; returns how many were sent.
+    def ack(self, messages: Sequence[Inbound]) -> None:
+        """Acknowledge committed messages; the network thread sends the PUBACKs at once."""
+        with self._ack_lock:
+            self._to_ack.extend(messages)
 
-        Messages from an earlier connection are skipped: their packet ids mean nothing to the
-        new connection, and the broker redelivers them (we store them idempotently again).
-        """
-        current = self._generation
-        sent = 0
-        for msg in messages:
-            if msg.qos > 0 and msg.generation == current:
-                self._client.ack(msg.mid, msg.qos)
-                sent += 1
-        return sent
+    def _send_acks(self) -> None:
+        # Messages from an earlier connection are skipped: their packet ids mean nothing to
+        # the new connection, and the broker redelivers them (stored idempotently again).
+        # Under the lock: `close` waits for an empty list, which must mean "sent", so that its
+        # DISCONNECT never overtakes the last PUBACKs.
+        with self._ack_lock:
+            current = self._generation
+            ack = self._client.ack
+            for msg in self._to_ack:
+                if msg.qos > 0 and msg.generation == current:
+                    ack(msg.mid, msg.qos)
+            self._to_ack = []
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 

@@ -81,6 +81,28 @@ class Settings(BaseSettings):
     ingest_metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         default=9108, description="Prometheus metrics port of the ingest process; 0 disables it."
     )
+    ingest_share_group: str = Field(
+        default="smartcity-ingest",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="MQTT shared-subscription group ($share/<group>/...): every worker with this "
+        "group gets a share of the feeds. Empty: plain subscriptions (one worker sees all).",
+    )
+    ingest_max_future_s: Annotated[float, Field(ge=0)] = Field(
+        default=300.0,
+        description="Readings timestamped further than this ahead of the ingest's clock are "
+        "rejected (future_timestamp): device clock skew beyond it is a broken clock.",
+    )
+    ingest_max_age_days: Annotated[float, Field(gt=0)] = Field(
+        default=365.0,
+        description="Readings older than this are rejected (too_old): covers concentrators "
+        "forwarding stored readings, refuses clocks reset to 1970.",
+    )
+    ingest_register_tolerance: Annotated[float, Field(ge=0)] = Field(
+        default=0.001,
+        description="A meter register (energy_import_kwh, volume_m3) may read this much below "
+        "the meter's previous reading (by event time) before the reading is rejected "
+        "(register_backwards); covers rounding in the device.",
+    )
 
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

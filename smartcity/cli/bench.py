@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from smartcity.bench import api as api_bench
+from smartcity.bench import ingest as ingest_bench
 
 app = typer.Typer(
     help="Benchmarks, measured side by side in one run; results go to docs/benchmarks.md.",
@@ -14,3 +15,4 @@ app = typer.Typer(
 # Each benchmark registers its command below, one line each, e.g.
 # app.command("ingest")(ingest_bench.command)
 app.command("api")(api_bench.command)
+app.command("ingest")(ingest_bench.command)

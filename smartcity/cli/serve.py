@@ -14,25 +14,61 @@ from smartcity.settings import Settings
 API_SHUTDOWN_GRACE_S = 5
 
 
-def ingest() -> None:
+def ingest(
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes sharing the feeds (MQTT shared subscription); each has its "
+            "own client id (SMARTCITY_INGEST_CLIENT_ID-<n>) and persistent session.",
+        ),
+    ] = 1,
+    worker: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="Run as worker <n> of a supervisor (internal)."),
+    ] = None,
+) -> None:
     """Subscribe to the device feeds and store every reading exactly once.
 
     QoS 1 with a persistent session: a message is acknowledged to the broker only after its
     rows are committed, so a crash loses nothing. Bad messages go to `dead_letters` with a
-    reason. Prometheus metrics on SMARTCITY_INGEST_METRICS_PORT (default 9108).
-    Stops cleanly on Ctrl-C / SIGTERM (flushes, commits, acknowledges).
+    reason. Prometheus metrics on SMARTCITY_INGEST_METRICS_PORT (default 9108; worker n of
+    --workers uses that port + n). Stops cleanly on Ctrl-C / SIGTERM (flushes, commits,
+    acknowledges). To spread workers over hosts, run `smartcity ingest` on each host with a
+    distinct SMARTCITY_INGEST_CLIENT_ID and the same SMARTCITY_INGEST_SHARE_GROUP.
     """
+    settings = Settings()
+    logs.configure(settings)
+    if workers > 1 and worker is None:
+        from smartcity.cli.workers import supervise
+
+        supervise(workers, settings)
+        return
+    _run_ingest_worker(settings, worker)
+
+
+def _run_ingest_worker(settings: Settings, worker: int | None) -> None:
     from prometheus_client import start_http_server
 
     from ingest.metrics import IngestMetrics
     from ingest.pipeline import Pipeline
+    from smartcity.cli.workers import stop_with_parent
 
-    settings = Settings()
-    logs.configure(settings)
+    stop = stop_event()
+    if worker is not None:
+        settings = settings.model_copy(
+            update={
+                "ingest_client_id": f"{settings.ingest_client_id}-{worker}",
+                "ingest_metrics_port": settings.ingest_metrics_port + worker
+                if settings.ingest_metrics_port
+                else 0,
+            }
+        )
+        stop_with_parent(stop)
     metrics = IngestMetrics()
     if settings.ingest_metrics_port:
         start_http_server(settings.ingest_metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    Pipeline(settings, metrics).run(stop_event())
+    Pipeline(settings, metrics).run(stop)
 
 
 def api(
