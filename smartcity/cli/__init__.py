@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import bench, db, demo, serve, simulate
+from smartcity.cli import bench, db, demo, gtfs, serve, simulate
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(bench.app, name="bench")
+app.add_typer(gtfs.app, name="gtfs")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
