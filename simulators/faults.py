@@ -87,13 +87,18 @@ class ActiveFault:
 
 
 def parse_rates(domain: str, specs: Sequence[str]) -> dict[str, float]:
-    """`["lamp_failure=0.01", …]` → rates; a clear error for unknown kinds or bad numbers."""
+    """`["lamp_failure=0.01", "metering.silent=0.1", …]` → this domain's rates.
+
+    A kind may be qualified by its domain (`silent` exists for lamps and meters; unqualified it
+    applies to both). Other domains' kinds are skipped: the CLI passes one list to every fleet.
+    """
     kinds = FAULTS[domain]
     rates: dict[str, float] = {}
     for spec in specs:
-        kind, sep, value = spec.partition("=")
-        if kind not in kinds:
-            continue  # another domain's fault: the CLI passes one list to every simulator
+        name, sep, value = spec.partition("=")
+        qualifier, dot, kind = name.rpartition(".")
+        if (dot and qualifier != domain) or kind not in kinds:
+            continue
         try:
             rate = float(value) if sep else -1.0
         except ValueError:
@@ -106,6 +111,7 @@ def parse_rates(domain: str, specs: Sequence[str]) -> dict[str, float]:
 
 def check_fault_specs(specs: Sequence[str]) -> None:
     known = {k for kinds in FAULTS.values() for k in kinds}
+    known |= {f"{d}.{k}" for d, kinds in FAULTS.items() for k in kinds}
     for spec in specs:
         kind = spec.partition("=")[0]
         if kind not in known:

@@ -233,15 +233,23 @@ class LampFleet:
         }
 
     def messages(
-        self, start: datetime, topic_root: str, interval_s: float = DEFAULT_INTERVAL_S
+        self,
+        start: datetime,
+        topic_root: str,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Message]:
-        """Every lamp's report every `interval_s`, each at its own phase (an endless stream)."""
+        """Every lamp's report every `interval_s`, each at its own phase (an endless stream).
+
+        `shard` (k, n) keeps the lamps whose index is k modulo n; every random draw is made for
+        the whole fleet, so a shard's messages are exactly its lamps' messages in a whole run.
+        """
         start = start.astimezone(UTC)
         self.faults._start = start
         n = len(self)
         # Phases are drawn from the fleet's own generator, so a seed fixes the schedule too.
         phase = self.rng.uniform(0, interval_s, size=n)
-        order = np.argsort(phase, kind="stable")
+        order = [i for i in np.argsort(phase, kind="stable") if i % shard[1] == shard[0]]
         lamp_topics = [
             topics.lamp_telemetry(topic_root, self.city.slug, lamp.lamp_id) for lamp in self.lamps
         ]

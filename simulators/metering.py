@@ -215,8 +215,14 @@ class MeterFleet:
             "tamper": tamper,
         }
 
-    def messages(self, start: datetime, topic_root: str) -> Iterator[Message]:
-        """Every reading from `start` on, in publish-time order (an endless stream)."""
+    def messages(
+        self, start: datetime, topic_root: str, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Message]:
+        """Every reading from `start` on, in publish-time order (an endless stream).
+
+        `shard` (k, n) keeps the direct meters and gateways whose index is k modulo n; the
+        registers of the whole fleet advance, so a shard's messages are exactly a subset of the
+        whole run's."""
         self.faults._start = start
         interval = self.interval_s
         start_epoch = start.timestamp()
@@ -231,9 +237,14 @@ class MeterFleet:
         ]
         members = [np.flatnonzero(self.gateway_of == g) for g in range(len(self.gateway_ids))]
         # (phase, -1 - gateway | meter index) in send order within each interval
+        k_shard, n_shards = shard
         senders = sorted(
-            [(float(self.phase_s[i]), int(i)) for i in direct]
-            + [(float(p), -1 - g) for g, p in enumerate(self.gateway_phase_s)]
+            [(float(self.phase_s[i]), int(i)) for i in direct if i % n_shards == k_shard]
+            + [
+                (float(p), -1 - g)
+                for g, p in enumerate(self.gateway_phase_s)
+                if g % n_shards == k_shard
+            ]
         )
         k = 0
         while True:

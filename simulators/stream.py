@@ -33,6 +33,9 @@ class RunStats:
     sim_seconds: float = 0.0
     # Messages per feed (the topic's last level: telemetry, reading, senml, position, …).
     by_kind: dict[str, int] = field(default_factory=dict)
+    # How far behind its schedule a paced run fell (real seconds): the worst, and the last.
+    max_lag_s: float = 0.0
+    lag_s: float = 0.0
 
     @property
     def rate_per_s(self) -> float:
@@ -78,6 +81,9 @@ def drive(
                 wait_s = clock.real_seconds_until(t_s)
         if stop.is_set():
             break
+        if clock is not None:
+            stats.lag_s = clock.lag_s(t_s)
+            stats.max_lag_s = max(stats.max_lag_s, stats.lag_s)
         sink(t_s, topic, payload)
         stats.messages += 1
         kind = topic.rpartition("/")[2]

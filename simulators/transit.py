@@ -122,7 +122,8 @@ class BusFleet:
         self.city = city
         self.net = network
         self.seed = seed
-        self.rng = np.random.default_rng([seed, 0xB05])
+        # One generator per bus: a bus's fixes do not depend on which other buses run (shards).
+        self.rngs = [np.random.default_rng([seed, 0xB05, i]) for i in range(count)]
         self.proj = Projection(city.lat, city.lon)
         self.buses = [Bus(f"{city.slug[:3]}-bus-{i:04d}") for i in range(count)]
         self.ground_truth = ground_truth
@@ -173,7 +174,7 @@ class BusFleet:
         return bus.duties[day]
 
     def _begin(self, bus_index: int, duty: Duty, trip: Trip) -> Timeline:
-        rng = self.rng
+        rng = self.rngs[bus_index]
         sched_arr = duty.day0_s + np.array(trip.arrival_s, dtype=float)
         sched_dep = duty.day0_s + np.array(trip.departure_s, dtype=float)
         delay = float(np.clip(rng.normal(20, 50), *START_DELAY_S))
@@ -291,7 +292,8 @@ class BusFleet:
             off = DETOUR_OFFSET_M[0] + fault.magnitude * (DETOUR_OFFSET_M[1] - DETOUR_OFFSET_M[0])
             rad = math.radians(bearing + 90)
             x, y = x + off * math.sin(rad), y + off * math.cos(rad)
-        noise = self.rng.normal(0, GPS_NOISE_M, size=2)
+        rng = self.rngs[bus_index]
+        noise = rng.normal(0, GPS_NOISE_M, size=2)
         norm = float(np.hypot(*noise))
         if norm > GPS_NOISE_MAX_M:
             noise *= GPS_NOISE_MAX_M / norm
@@ -304,7 +306,7 @@ class BusFleet:
             bus.stale = None
         hour = local.hour + 3
         rush = hour in (7, 8, 9, 17, 18, 19)
-        load = float(self.rng.random()) + (0.5 if rush else 0.0)
+        load = float(rng.random()) + (0.5 if rush else 0.0)
         occupancy = (
             "MANY_SEATS_AVAILABLE"
             if load < 0.5
@@ -328,14 +330,19 @@ class BusFleet:
         }
 
     def messages(
-        self, start: datetime, topic_root: str, interval_s: float = DEFAULT_INTERVAL_S
+        self,
+        start: datetime,
+        topic_root: str,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Message]:
-        """Every bus's fix every `interval_s` while in service (an endless stream)."""
+        """Every bus's fix every `interval_s` while in service (an endless stream); `shard`
+        (k, n) keeps the buses whose index is k modulo n."""
         self._start = start.astimezone(UTC)
         self.faults._start = self._start
         n = len(self.buses)
-        phase = self.rng.uniform(0, interval_s, size=n)
-        order = np.argsort(phase, kind="stable")
+        phase = np.random.default_rng([self.seed, 0xB05]).uniform(0, interval_s, size=n)
+        order = [i for i in np.argsort(phase, kind="stable") if i % shard[1] == shard[0]]
         bus_topics = [
             topics.vehicle_position(topic_root, self.city.slug, b.vehicle_id) for b in self.buses
         ]
