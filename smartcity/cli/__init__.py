@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import bench, db, demo, gtfs, serve, simulate
+from smartcity.cli import backfill, bench, db, demo, gtfs, recordings, serve, simulate
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -35,6 +35,9 @@ app.add_typer(gtfs.app, name="gtfs")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
+app.command("backfill")(backfill.backfill)
+app.command("record")(recordings.record)
+app.command("replay")(recordings.replay)
 
 
 def main() -> None:
