@@ -49,12 +49,19 @@ class RecordingWriter:
         topic_b = topic.encode()
         if len(topic_b) > MAX_TOPIC_BYTES:
             raise RecordingError(f"topic of {len(topic_b)} bytes is too long to record")
-        self._gz.write(
-            _FRAME.pack(round(publish_time_s * 1e6), len(topic_b), len(payload)) + topic_b + payload
-        )
+        buf = self._buf
+        buf += _FRAME.pack(round(publish_time_s * 1e6), len(topic_b), len(payload))
+        buf += topic_b
+        buf += payload
         self.count += 1
+        if len(buf) >= WRITE_CHUNK_BYTES:
+            self._gz.write(buf)
+            buf.clear()
 
     def close(self) -> None:
+        if self._buf:
+            self._gz.write(self._buf)
+            self._buf.clear()
         self._gz.close()
         self._raw.close()
 
