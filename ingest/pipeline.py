@@ -63,16 +63,7 @@ def _assemble(entries: Sequence[_Entry]) -> Batch:
     batch = Batch.empty()
     for e in entries:
         if e.decoded is not None:
-            for table, rows in e.decoded.rows.items():
-                if table == "meter_readings":
-                    # Stage-only `_msg`: which message a row came from, for the register check.
-                    i = len(batch.origins)
-                    batch.origins.append(Origin(e.msg.received_at, e.msg.topic, e.msg.payload))
-                    batch.rows.setdefault(table, []).extend([(*r, i) for r in rows])
-                else:
-                    batch.rows.setdefault(table, []).extend(rows)
-            batch.sightings.extend(e.decoded.sightings)
-            batch.statuses.extend(e.decoded.statuses)
+            batch.add(e.decoded, Origin(e.msg.received_at, e.msg.topic, e.msg.payload))
         if e.dead is not None:
             batch.dead_letters.append(e.dead)
     return batch

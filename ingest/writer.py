@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime
 import psycopg
 from psycopg import sql
 
-from ingest.decode import DeviceSighting, Row, StatusUpdate
+from ingest.decode import Decoded, DeviceSighting, Row, StatusUpdate
 from ingest.rows import DEAD_LETTERS, DEVICES, LIGHTING, METERS, STATUS, VEHICLES, TableSpec
 from smartcity.db import storage
 from smartcity.db.connect import connect
@@ -75,6 +75,19 @@ class Batch:
 
     def row_count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
+
+    def add(self, decoded: Decoded, origin: Origin) -> None:
+        """Add one message's rows, sightings and statuses; `origin` is that message."""
+        for table, rows in decoded.rows.items():
+            if table == "meter_readings":
+                # Stage-only `_msg`: which message a row came from, for the register check.
+                i = len(self.origins)
+                self.origins.append(origin)
+                self.rows.setdefault(table, []).extend([(*r, i) for r in rows])
+            else:
+                self.rows.setdefault(table, []).extend(rows)
+        self.sightings.extend(decoded.sightings)
+        self.statuses.extend(decoded.statuses)
 
 
 def _stage_name(table: str) -> str:

@@ -12,7 +12,19 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import apikey, bench, dashboards, db, demo, deploy, gtfs, serve, simulate
+from smartcity.cli import (
+    apikey,
+    backfill,
+    bench,
+    dashboards,
+    db,
+    demo,
+    deploy,
+    gtfs,
+    recordings,
+    serve,
+    simulate,
+)
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -38,6 +50,9 @@ app.add_typer(apikey.app, name="apikey")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
+app.command("backfill")(backfill.backfill)
+app.command("record")(recordings.record)
+app.command("replay")(recordings.replay)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`smartcity gtfs …`: GTFS static schedules — import a feed, list and remove its versions."""
+"""`smartcity gtfs …`: GTFS static schedules — generate a city's network, import a feed, list and
+remove its versions."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from smartcity.cities import get_city
 from smartcity.db.connect import connect
 from smartcity.settings import Settings
 
 app = typer.Typer(
-    help="GTFS static schedules: import a feed as a new version, list and remove versions.",
+    help="GTFS static schedules: generate a network, import a feed as a new version, list and "
+    "remove versions.",
     no_args_is_help=True,
 )
 
@@ -145,3 +148,28 @@ def remove(
         now_active = [v.version_id for v in list_versions(conn, removed.feed_id) if v.active]
     after = f"; version {now_active[0]} is now active" if now_active else ""
     Console().print(f"removed feed {removed.feed_id!r} version {version}{after}")
+
+
+@app.command("generate")
+def generate(
+    out: Annotated[Path, typer.Option(help="Where to write the GTFS zip.")],
+    city: Annotated[str, typer.Option(help="City slug (astana, almaty, shymkent, aktobe).")] = (
+        "shymkent"
+    ),
+    routes: Annotated[int, typer.Option(min=1, help="Number of bus routes.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same feed.")] = 1,
+) -> None:
+    """Write a generated but plausible bus network as a GTFS zip: agency, stops, routes, trips
+    (with blocks), stop_times, calendar, shapes, feed_info and translations (stop names in
+    Kazakh, Russian and English). The same seed writes the same bytes."""
+    from simulators.gtfs import generate as generate_network
+    from simulators.gtfs import write_zip
+
+    network = generate_network(get_city(city), seed=seed, routes=routes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_zip(network, out)
+    Console(stderr=True).print(
+        f"wrote {out}: {len(network.routes)} routes, {len(network.stops)} stops, "
+        f"{len(network.trips)} trips",
+        highlight=False,
+    )
