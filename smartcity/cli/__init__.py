@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import bench, db, demo, serve, simulate
+from smartcity.cli import bench, db, demo, maintain, serve, simulate
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(bench.app, name="bench")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
+app.command("maintain")(maintain.maintain)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from smartcity.db.migrations import m0001_core
+from smartcity.db.migrations import m0001_core, m0010_rollups
 from smartcity.db.storage import StorageMode
 
 ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
@@ -28,4 +28,5 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
+    Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
 )
