@@ -317,3 +317,19 @@ def metering_reference(
     for (kind, level, key, t), ms in meters_day.items():
         out[("daily", level, key, kind, t)]["meters_reporting"] = float(len(ms))
     return out
+
+
+def energy_in_range(rows: list[Row], start: datetime, end: datetime) -> dict[str, float]:
+    """Wh per district of the readings with ts in [start, end), register deltas as above."""
+    by_lamp: dict[str, list[Row]] = defaultdict(list)
+    for r in {(r[0], r[1]): r for r in reversed(rows)}.values():
+        by_lamp[str(r[1])].append(r)
+    out: dict[str, float] = defaultdict(float)
+    for rs in by_lamp.values():
+        rs.sort(key=lambda r: r[0])
+        ts = np.array([r[0] for r in rs])
+        de = _deltas(ts, np.array([float(r[11]) for r in rs]))
+        for r, d in zip(rs, de, strict=True):
+            if start <= r[0] < end:
+                out[str(r[3])] += float(d)
+    return dict(out)

@@ -31,16 +31,17 @@ _COLUMNS = (
 )
 
 
-def lamp_deltas() -> sql.Composable:
-    """CTEs ending in `d`: the readings with ts in [%(a)s, %(b)s), each with its register
-    deltas `de` (Wh) and `dh` (h) and its `faulty` flag. Parameters: a, b, lookback."""
+def lamp_deltas(a: str = "a", b: str = "b", *, one_city: bool = False) -> sql.Composable:
+    """CTEs ending in `d`: the readings with ts in [%(a)s, %(b)s) (of %(city)s only when
+    `one_city`), each with its register deltas `de` (Wh) and `dh` (h) and its `faulty` flag.
+    Parameters: `a`, `b` (named as given), lookback, and city when `one_city`."""
     return sql.SQL(
         """
         cur AS (
             SELECT ts, lamp_id, city, coalesce(district, 'unknown') AS district,
                    coalesce(cabinet_id, 'unknown') AS cabinet_id, lamp_on, dim_pct, power_w,
                    lamp_failure, energy_wh, operating_hours, true AS inside
-            FROM lighting_readings WHERE ts >= %(a)s AND ts < %(b)s
+            FROM lighting_readings WHERE ts >= {a} AND ts < {b} {city}
         ),
         prev AS (
             SELECT p.* FROM (SELECT DISTINCT lamp_id FROM cur) l
@@ -50,8 +51,8 @@ def lamp_deltas() -> sql.Composable:
                        NULL::real AS power_w, NULL::boolean AS lamp_failure, r.energy_wh,
                        r.operating_hours, false AS inside
                 FROM lighting_readings r
-                WHERE r.lamp_id = l.lamp_id AND r.ts < %(a)s
-                  AND r.ts >= %(a)s - %(lookback)s::interval
+                WHERE r.lamp_id = l.lamp_id AND r.ts < {a}
+                  AND r.ts >= {a} - %(lookback)s::interval
                 ORDER BY r.ts DESC LIMIT 1
             ) p
         ),
@@ -66,6 +67,9 @@ def lamp_deltas() -> sql.Composable:
         )
         """
     ).format(
+        a=sql.Placeholder(a),
+        b=sql.Placeholder(b),
+        city=sql.SQL("AND city = %(city)s") if one_city else sql.SQL(""),
         prev_e=previous("energy_wh", "lamp_id", sql.SQL("%(lookback)s::interval")),
         prev_h=previous("operating_hours", "lamp_id", sql.SQL("%(lookback)s::interval")),
         de=delta("energy_wh", "prev_e"),

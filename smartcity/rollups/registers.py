@@ -23,6 +23,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
+# The default look-back (a week): a lamp or meter off the network for longer than that has
+# most likely been serviced or replaced, and its register cannot be trusted across the gap.
+DEFAULT_LOOKBACK_H = 168.0
+
 
 def delta(value: str, previous: str) -> sql.Composable:
     """SQL for the delta of register column `value` given its previous value `previous`
