@@ -19,8 +19,8 @@ TZ = get_city("astana").tz
 WATERMARK = datetime(2026, 4, 1, tzinfo=UTC)
 
 
-def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_whole_local_days_come_from_the_daily_tier() -> None:

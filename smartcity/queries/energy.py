@@ -41,7 +41,7 @@ _MEASURES = (
 
 def _segment_sql(seg: Segment, level: str, n: int) -> tuple[sql.Composable, dict[str, object]]:
     """A subquery with columns (key, measures…) for one segment; params named per segment."""
-    p = {f"a{n}": seg.start, f"b{n}": seg.end}
+    p: dict[str, object] = {f"a{n}": seg.start, f"b{n}": seg.end}
     cols = sql.SQL(", ").join(
         sql.SQL("sum({m}) AS {m}").format(m=sql.Identifier(m)) for m in _MEASURES
     )
