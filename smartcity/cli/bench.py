@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from smartcity.bench import query as query_bench
+
 app = typer.Typer(
     help="Benchmarks, measured side by side in one run; results go to docs/benchmarks.md.",
     no_args_is_help=True,
@@ -11,3 +13,4 @@ app = typer.Typer(
 
 # Each benchmark registers its command below, one line each, e.g.
 # app.command("ingest")(ingest_bench.command)
+app.command("query")(query_bench.command)

@@ -37,6 +37,9 @@ from smartcity.settings import Settings
 log = structlog.get_logger(__name__)
 
 HOUR = timedelta(hours=1)
+# Rebuilding buckets sorts each device's readings by time; the server default (4 MB) spills
+# those sorts to disk for a city-hour of readings.
+REFRESH_WORK_MEM = "256MB"
 # One maintainer at a time per database (two would rebuild the same buckets and race on the
 # watermark).
 _MAINTAIN_LOCK_KEY = 0x5C17_0010
@@ -140,6 +143,7 @@ def fold_new_rows(conn: Conn, source: Source, settings: Settings) -> tuple[int, 
     lookback = timedelta(hours=settings.rollup_lookback_h)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MAINTAIN_LOCK_KEY,))
+        conn.execute("SELECT set_config('work_mem', %s, true)", (REFRESH_WORK_MEM,))
         row = conn.execute(
             "SELECT now() - %s::interval", (timedelta(seconds=settings.rollup_safety_lag_s),)
         ).fetchone()

@@ -41,7 +41,9 @@ def previous(column: str, device: str, lookback: sql.Composable) -> sql.Composab
     """SQL for the device's previous reading's `column`, NULL when that reading is more than
     `lookback` (an interval expression) before this one: the same rule whichever range is
     being computed, so refreshing in pieces gives the same numbers as refreshing at once."""
+    # COLLATE "C": partitioning only needs equality, and a bytewise sort of device ids is
+    # several times cheaper than a linguistic one.
     return sql.SQL(
-        "CASE WHEN ts - lag(ts) OVER (PARTITION BY {d} ORDER BY ts) <= {lb} "
-        "THEN lag({c}) OVER (PARTITION BY {d} ORDER BY ts) END"
+        'CASE WHEN ts - lag(ts) OVER (PARTITION BY {d} COLLATE "C" ORDER BY ts) <= {lb} '
+        'THEN lag({c}) OVER (PARTITION BY {d} COLLATE "C" ORDER BY ts) END'
     ).format(c=sql.Identifier(column), d=sql.Identifier(device), lb=lookback)
