@@ -82,3 +82,21 @@ def test_retention_drops_exactly_the_expired_partitions_and_rollup_rows(
     ahead = {date(2026, 5, 20) + timedelta(days=i) for i in range(4)}
     assert ahead <= days
     assert ahead <= meter_days
+
+
+def test_maintain_once_from_the_command_line(database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from smartcity.cli import app
+
+    write_lamps(database_url, _rows()[:30])
+    env = {"SMARTCITY_DATABASE_URL": database_url, "SMARTCITY_ROLLUP_SAFETY_LAG_S": "0"}
+    result = CliRunner().invoke(app, ["maintain", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "rollups refreshed" in result.output
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM lighting_hourly WHERE level = 'lamp'").fetchone()
+        state = conn.execute("SELECT source FROM rollup_state ORDER BY 1").fetchall()
+    assert row is not None
+    assert row[0] == 30  # ten hours × three lamps, one reading each
+    assert state == [("lighting_readings",), ("meter_readings",)]
