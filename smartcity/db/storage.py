@@ -198,9 +198,17 @@ def create_rollup_table(
     """Create a rollup table: a hypertable (TimescaleDB) or an ordinary table (plain)."""
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table), columns))
     if mode is StorageMode.TIMESCALEDB:
+        # create_hypertable also indexes the time column (create_default_indexes).
         conn.execute(
             "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval))",
             (table, time_column, ROLLUP_CHUNK_INTERVAL),
+        )
+    else:
+        # Maintenance rebuilds and retention delete by time range across all levels/cities.
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {} ({})").format(
+                sql.Identifier(table), sql.Identifier(time_column)
+            )
         )
 
 
