@@ -85,13 +85,18 @@ def test_retention_drops_exactly_the_expired_partitions_and_rollup_rows(
 
 
 def test_maintain_once_from_the_command_line(database_url: str) -> None:
+    import structlog
     from typer.testing import CliRunner
 
     from smartcity.cli import app
 
     write_lamps(database_url, _rows()[:30])
     env = {"SMARTCITY_DATABASE_URL": database_url, "SMARTCITY_ROLLUP_SAFETY_LAG_S": "0"}
-    result = CliRunner().invoke(app, ["maintain", "--once"], env=env)
+    try:
+        result = CliRunner().invoke(app, ["maintain", "--once"], env=env)
+    finally:
+        # The command configured logging onto CliRunner's stream, which is closed now.
+        structlog.reset_defaults()
     assert result.exit_code == 0, result.output
     assert "rollups refreshed" in result.output
     with psycopg.connect(database_url) as conn:

@@ -34,8 +34,6 @@ from smartcity.errors import SmartCityError
 from smartcity.rollups import lighting, metering
 from smartcity.settings import Settings
 
-log = structlog.get_logger(__name__)
-
 HOUR = timedelta(hours=1)
 # Rebuilding buckets sorts each device's readings by time; the server default (4 MB) spills
 # those sorts to disk for a city-hour of readings.
@@ -210,7 +208,7 @@ def run_once(
             report.days_refreshed[source.table] = days
             report.watermark = upper
         report.removed = storage.drop_expired(conn, mode, moment, retention_of(settings))
-    log.info(
+    structlog.get_logger(__name__).info(
         "maintain pass",
         hours=report.hours_refreshed,
         days=report.days_refreshed,
@@ -228,5 +226,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
             run_once(settings, install_policies=first)
             first = False
         except (psycopg.Error, OSError, SmartCityError) as exc:
-            log.error("maintain pass failed; retrying next interval", error=str(exc))
+            structlog.get_logger(__name__).error(
+                "maintain pass failed; retrying next interval", error=str(exc)
+            )
         stop.wait(settings.maintain_interval_s)
