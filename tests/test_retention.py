@@ -105,3 +105,35 @@ def test_maintain_once_from_the_command_line(database_url: str) -> None:
     assert row is not None
     assert row[0] == 30  # ten hours × three lamps, one reading each
     assert state == [("lighting_readings",), ("meter_readings",)]
+
+
+def test_the_maintain_loop_keeps_folding_in_and_stops_when_told(database_url: str) -> None:
+    import threading
+
+    from smartcity.rollups.maintain import run
+    from tests.helpers import wait_until
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, rollup_safety_lag_s=0, maintain_interval_s=0.2
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(settings, stop), name="test-maintain")
+    thread.start()
+    try:
+        rows = _rows()
+        write_lamps(database_url, rows[:3])
+
+        def lamp_rows() -> int:
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM lighting_hourly WHERE level = 'lamp'"
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        wait_until(lambda: lamp_rows() == 3, timeout_s=20, what="the first hour rolled up")
+        write_lamps(database_url, rows[3:9])
+        wait_until(lambda: lamp_rows() == 9, timeout_s=20, what="the next hours rolled up")
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
