@@ -21,6 +21,10 @@ class SimClock:
         """Simulated seconds since start."""
         return (time.monotonic() - self._t0) * self.speed
 
+    def lag_s(self, sim_elapsed_s: float) -> float:
+        """Real seconds by which the moment `sim_elapsed_s` is already past (negative: ahead)."""
+        return (time.monotonic() - self._t0) - sim_elapsed_s / self.speed
+
     def real_seconds_until(self, sim_elapsed_s: float) -> float:
         """Real seconds to wait until `sim_elapsed_s` simulated seconds have passed."""
         return max(0.0, sim_elapsed_s / self.speed - (time.monotonic() - self._t0))

@@ -1,20 +1,34 @@
 """Street lamps: on at dusk, off at dawn (from the sun's position), dimmed after midnight.
 
-Each lamp has a rated LED power (30–150 W), a district and a control cabinet, and integrates
-its lifetime energy register and operating hours between reports. Power follows the dim level
-(LED drivers draw roughly 10 % + 90 % × dim of their rated power) with a little noise; voltage
-hovers around 230 V; current follows from power, voltage and power factor.
+Each lamp has a rated LED power (30–150 W), a district and a control cabinet (a cabinet feeds
+the lamps of one district), and integrates its lifetime energy register and operating hours
+between reports. Power follows the dim level (LED drivers draw roughly 10 % + 90 % × dim of
+their rated power) with a little noise; voltage hovers around 230 V; current follows from
+power, voltage and power factor.
+
+Lamps obey `LampCommand`s (on/off, dim level, optional expiry after which the lamp returns to
+its schedule): `commands` is a thread-safe inbox that the MQTT subscriber fills and the fleet
+drains before each reading, so a command shows in the lamp's next report. Faults (see
+`simulators.faults`) bend a lamp's readings while they are active.
 """
 
 from __future__ import annotations
 
+import queue
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
+from pydantic import ValidationError
 
-from smartcity import solar
+from simulators.citymodel import placed_near_districts
+from simulators.faults import FaultLog, FaultSchedule
+from simulators.stream import Message
+from smartcity import solar, topics
 from smartcity.cities import City
+from smartcity.models import LampCommand
 
 # Street lights switch on a little after sunset and off a little before sunrise, when the sun
 # is a few degrees below the horizon (photocell thresholds sit around civil twilight).
@@ -27,6 +41,7 @@ DUSK_DIM_PCT = 100.0
 NOMINAL_VOLTAGE_V = 230.0
 RATED_POWERS_W = np.array([30.0, 40.0, 60.0, 80.0, 100.0, 120.0, 150.0])
 LAMPS_PER_CABINET = 40
+DEFAULT_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,34 +54,69 @@ class Lamp:
     lon: float
 
 
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A command in force: what it sets, and until when (None: until the next command)."""
+
+    lamp_on: bool | None
+    dim_pct: float | None
+    expires_at: datetime | None
+
+
 class LampFleet:
     """The lamps of one city and their running state; `readings` reports a set of lamps."""
 
-    def __init__(self, city: City, count: int, seed: int) -> None:
+    def __init__(
+        self,
+        city: City,
+        count: int,
+        seed: int,
+        *,
+        fault_rates: dict[str, float] | None = None,
+        fault_log: FaultLog | None = None,
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.city = city
+        self.seed = seed
         self.rng = rng
-        districts = rng.integers(0, len(city.districts), size=count)
+        districts = np.sort(rng.integers(0, len(city.districts), size=count))
         rated = rng.choice(RATED_POWERS_W, size=count)
-        lats = city.lat + rng.uniform(-0.8, 0.8, size=count) * city.half_lat_deg
-        lons = city.lon + rng.uniform(-0.8, 0.8, size=count) * city.half_lon_deg
+        lats, lons = placed_near_districts(city, rng, districts)
         prefix = city.slug[:3]
+        # Lamps are numbered district by district, so a cabinet's lamps share a district.
+        first_of_district = np.searchsorted(districts, np.arange(len(city.districts)))
         self.lamps = [
             Lamp(
                 lamp_id=f"{prefix}-lamp-{i:06d}",
                 district=city.districts[int(districts[i])],
-                cabinet_id=f"{prefix}-cab-{i // LAMPS_PER_CABINET:04d}",
+                cabinet_id=(
+                    f"{prefix}-cab-{int(districts[i])}"
+                    f"{(i - int(first_of_district[districts[i]])) // LAMPS_PER_CABINET:03d}"
+                ),
                 rated_w=float(rated[i]),
-                lat=round(float(lats[i]), 6),
-                lon=round(float(lons[i]), 6),
+                lat=float(lats[i]),
+                lon=float(lons[i]),
             )
             for i in range(count)
         ]
+        self.index_of = {lamp.lamp_id: i for i, lamp in enumerate(self.lamps)}
         # Lamps in service for a while: registers start from plausible non-zero values.
         self.energy_wh = rng.uniform(1e5, 5e5, size=count)
         self.operating_hours = self.energy_wh / (rated * 0.8)
         self.last_ts: list[datetime | None] = [None] * count
         self._elevation_cache: tuple[int, float] = (-1, 0.0)
+        self.overrides: dict[int, Override] = {}
+        self.commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self.commands_applied = 0
+        self.commands_rejected: list[str] = []
+        self.faults = FaultSchedule(
+            "lighting",
+            [lamp.lamp_id for lamp in self.lamps],
+            fault_rates or {},
+            seed=seed,
+            start=datetime.fromtimestamp(0, UTC),
+            log=fault_log,
+        )
 
     def __len__(self) -> int:
         return len(self.lamps)
@@ -89,23 +139,79 @@ class LampFleet:
         # After local midnight and before noon is the second half of the night.
         return NIGHT_DIM_PCT if local.hour < 12 else DUSK_DIM_PCT
 
-    def reading(self, index: int, ts: datetime) -> dict[str, object]:
-        """Advance lamp `index` to `ts` and return its telemetry payload."""
-        lamp = self.lamps[index]
-        rng = self.rng
+    def apply_command(self, lamp_id: str, payload: bytes) -> None:
+        """Validate and apply one command; a bad one is counted and described, never raised."""
+        index = self.index_of.get(lamp_id)
+        if index is None:
+            self.commands_rejected.append(f"{lamp_id}: not a lamp of this fleet")
+            return
+        try:
+            cmd = LampCommand.model_validate_json(payload)
+        except ValidationError as exc:
+            self.commands_rejected.append(f"{lamp_id}: {exc.errors(include_input=False)[0]}")
+            return
+        self.overrides[index] = Override(cmd.lamp_on, cmd.dim_pct, cmd.expires_at)
+        self.commands_applied += 1
+
+    def drain_commands(self) -> None:
+        while not self.commands.empty():
+            self.apply_command(*self.commands.get_nowait())
+
+    def _state(self, index: int, ts: datetime) -> tuple[bool, float]:
+        """(on, dim %) from the schedule, overridden by a command in force."""
         dim = self.dim_pct_at(ts)
-        on = dim > 0
-        if on:
-            power = lamp.rated_w * (0.1 + 0.9 * dim / 100) * float(rng.normal(1.0, 0.02))
+        override = self.overrides.get(index)
+        if override is None:
+            return dim > 0, dim
+        if override.expires_at is not None and ts >= override.expires_at:
+            del self.overrides[index]
+            return dim > 0, dim
+        on = override.lamp_on if override.lamp_on is not None else dim > 0 or bool(override.dim_pct)
+        if not on:
+            return False, 0.0
+        if override.dim_pct is not None:
+            return override.dim_pct > 0, override.dim_pct
+        return True, dim or DUSK_DIM_PCT
+
+    def reading(
+        self,
+        index: int,
+        ts: datetime,
+        noise: tuple[float, float, float] | None = None,
+        t_s: float | None = None,
+    ) -> dict[str, object]:
+        """Advance lamp `index` to `ts` and return its telemetry payload.
+
+        `noise` is (power factor, voltage, standby factor) when the caller drew them in bulk;
+        `t_s` (simulated seconds since the run's start) looks up injected faults.
+        """
+        lamp = self.lamps[index]
+        if noise is None:
+            noise = (
+                float(self.rng.normal(1.0, 0.02)),
+                float(self.rng.normal(NOMINAL_VOLTAGE_V, 2.0)),
+                float(self.rng.uniform(0.8, 1.2)),
+            )
+        power_noise, voltage, standby = noise
+        on, dim = self._state(index, ts)
+        fault = self.faults.active(index, t_s) if t_s is not None and self.faults else None
+        kind = fault.kind if fault is not None else None
+        if kind == "day_burning" and not on:
+            on, dim = True, DUSK_DIM_PCT
+        # What the driver really draws: a broken dimmer runs at full power whatever it reports.
+        drive_dim = DUSK_DIM_PCT if kind == "dimming_failure" and on else dim
+        if kind == "supply_loss":
+            power, voltage = 0.0, 0.0
+        elif on and kind != "lamp_failure":
+            power = lamp.rated_w * (0.1 + 0.9 * drive_dim / 100) * power_noise
         else:
-            power = STANDBY_W * float(rng.uniform(0.8, 1.2))
-        voltage = float(rng.normal(NOMINAL_VOLTAGE_V, 2.0))
-        pf = 0.95 if on else 0.5
+            power = STANDBY_W * standby
+        pf = 0.95 if on and kind != "lamp_failure" else 0.5
         last = self.last_ts[index]
         if last is not None and ts > last:
             hours = (ts - last).total_seconds() / 3600
             self.energy_wh[index] += power * hours
-            if on:
+            if on and power > STANDBY_W * 2:
                 self.operating_hours[index] += hours
         self.last_ts[index] = ts
         return {
@@ -117,7 +223,7 @@ class LampFleet:
             "dim_pct": dim,
             "power_w": round(max(power, 0.0), 2),
             "voltage_v": round(voltage, 1),
-            "current_a": round(power / (voltage * pf), 3),
+            "current_a": round(power / (voltage * pf), 3) if voltage > 0 else 0.0,
             "power_factor": pf,
             "energy_wh": round(float(self.energy_wh[index]), 2),
             "operating_hours": round(float(self.operating_hours[index]), 3),
@@ -125,3 +231,44 @@ class LampFleet:
             "lat": lamp.lat,
             "lon": lamp.lon,
         }
+
+    def messages(
+        self,
+        start: datetime,
+        topic_root: str,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        shard: tuple[int, int] = (0, 1),
+    ) -> Iterator[Message]:
+        """Every lamp's report every `interval_s`, each at its own phase (an endless stream).
+
+        `shard` (k, n) keeps the lamps whose index is k modulo n; every random draw is made for
+        the whole fleet, so a shard's messages are exactly its lamps' messages in a whole run.
+        """
+        start = start.astimezone(UTC)
+        self.faults._start = start
+        n = len(self)
+        # Phases are drawn from the fleet's own generator, so a seed fixes the schedule too.
+        phase = self.rng.uniform(0, interval_s, size=n)
+        order = [i for i in np.argsort(phase, kind="stable") if i % shard[1] == shard[0]]
+        lamp_topics = [
+            topics.lamp_telemetry(topic_root, self.city.slug, lamp.lamp_id) for lamp in self.lamps
+        ]
+        k = 0
+        while True:
+            base = k * interval_s
+            self.faults.plan_until(base + interval_s)
+            # One bulk draw per interval: the same numbers whatever the pacing of the run.
+            power_noise = self.rng.normal(1.0, 0.02, size=n)
+            voltage = self.rng.normal(NOMINAL_VOLTAGE_V, 2.0, size=n)
+            standby = self.rng.uniform(0.8, 1.2, size=n)
+            for i in order:
+                t_s = base + float(phase[i])
+                self.drain_commands()
+                fault = self.faults.active(int(i), t_s) if self.faults else None
+                if fault is not None and fault.kind == "silent":
+                    continue
+                ts = start + timedelta(seconds=t_s)
+                noise = (float(power_noise[i]), float(voltage[i]), float(standby[i]))
+                body = self.reading(int(i), ts, noise, t_s)
+                yield t_s, lamp_topics[i], orjson.dumps(body)
+            k += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -37,6 +38,8 @@ class Publisher:
         self._client.max_queued_messages_set(MAX_INFLIGHT * 10)
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self.sent = 0
@@ -64,6 +67,13 @@ class Publisher:
             raise ServiceUnavailableError(
                 f"the MQTT broker at {s.mqtt_host}:{s.mqtt_port} did not accept the connection"
             )
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Receive messages on `topic_filter` (QoS 1) in `handler(topic, payload)`, called on
+        paho's network thread: keep it short (hand the message to a queue). Subscriptions are
+        renewed on every reconnect."""
+        self._subscriptions[topic_filter] = handler
+        self._client.subscribe(topic_filter, qos=1)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         # paho queues the message when the in-flight window is full; block here instead, so
@@ -95,7 +105,14 @@ class Publisher:
         _properties: Properties | None,
     ) -> None:
         if not reason_code.is_failure:
+            for topic_filter in self._subscriptions:
+                self._client.subscribe(topic_filter, qos=1)
             self._connected.set()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        for topic_filter, handler in self._subscriptions.items():
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                handler(msg.topic, bytes(msg.payload))
 
     def _on_publish(
         self,

@@ -6,6 +6,7 @@ and later); daily rollups use each city's local day.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -25,6 +26,10 @@ class City:
     half_lat_deg: float
     half_lon_deg: float
     districts: tuple[str, ...]
+    # Climate for the simulators' seasonal heating load: annual mean and half the summer-winter
+    # swing of the daily mean air temperature (°C), coldest around 15 January.
+    mean_temp_c: float = 8.0
+    temp_swing_c: float = 15.0
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -32,6 +37,23 @@ class City:
 
     def contains(self, lat: float, lon: float) -> bool:
         return abs(lat - self.lat) <= self.half_lat_deg and abs(lon - self.lon) <= self.half_lon_deg
+
+    def district_centre(self, index: int) -> tuple[float, float]:
+        """A district's centre: the first district is the city centre, the others lie on a ring
+        halfway to the edge of the bounding box (a schematic map, not a surveyed one)."""
+        if index == 0:
+            return self.lat, self.lon
+        angle = 2 * math.pi * (index - 1) / max(1, len(self.districts) - 1)
+        return (
+            self.lat + 0.5 * self.half_lat_deg * math.sin(angle),
+            self.lon + 0.5 * self.half_lon_deg * math.cos(angle),
+        )
+
+    def mean_temp_on(self, day_of_year: int) -> float:
+        """The typical daily mean temperature (°C) on a day of the year (1–366)."""
+        return self.mean_temp_c - self.temp_swing_c * math.cos(
+            2 * math.pi * (day_of_year - 15) / 365.25
+        )
 
 
 CITIES: dict[str, City] = {
@@ -46,6 +68,8 @@ CITIES: dict[str, City] = {
             0.25,
             0.40,
             ("almaty", "baikonur", "esil", "nura", "saryarka"),
+            3.5,
+            19.0,
         ),
         City(
             "almaty",
@@ -56,6 +80,8 @@ CITIES: dict[str, City] = {
             0.25,
             0.35,
             ("alatau", "almaly", "auezov", "bostandyk", "zhetysu", "medeu", "nauryzbay", "turksib"),
+            10.0,
+            14.0,
         ),
         City(
             "shymkent",
@@ -66,6 +92,8 @@ CITIES: dict[str, City] = {
             0.20,
             0.25,
             ("abay", "al-farabi", "enbekshi", "karatau", "turan"),
+            13.0,
+            14.0,
         ),
         City(
             "aktobe",
@@ -76,6 +104,8 @@ CITIES: dict[str, City] = {
             0.20,
             0.30,
             ("almaty", "astana"),
+            5.5,
+            18.0,
         ),
     )
 }

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from smartcity.cli import bench, db, demo, maintain, serve, simulate
+from smartcity.cli import backfill, bench, db, demo, gtfs, maintain, recordings, serve, simulate
 from smartcity.errors import SmartCityError
 
 app = typer.Typer(
@@ -31,10 +31,14 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(bench.app, name="bench")
+app.add_typer(gtfs.app, name="gtfs")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
 app.command("maintain")(maintain.maintain)
+app.command("backfill")(backfill.backfill)
+app.command("record")(recordings.record)
+app.command("replay")(recordings.replay)
 
 
 def main() -> None:
