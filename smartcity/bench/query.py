@@ -1,15 +1,12 @@
 """`smartcity bench query`: rollup queries against the same answers from raw rows.
 
 History: `--lamps` lamps of Astana over `--days` whole local days, one reading each
-`--interval-min` minutes (default 30 days × 10,000 lamps × hourly = 7.2 M rows, loaded and
-rolled up in about five minutes on the 2-core machine; every 15 min would be 28.8 M rows and
-each raw query alone several minutes). The fleet (districts,
-cabinets, rated powers, starting registers) and the switching/dimming schedule come from the
-lighting simulator (`simulators.lighting.LampFleet`); the readings are generated in the
-database from them with one INSERT … SELECT per day, because 28.8 M per-reading Python
-calls would take far longer than the load itself. The registers integrate the schedule, with
-a few random faults. The history is kept in its own database (`smartcity_bench_query` on the
-configured server) and reused while the parameters stay the same.
+`--interval-min` minutes (default 30 days × 10,000 lamps × hourly = 7.2 M rows; every 15 min
+would be 28.8 M rows, too long a load for this 2-core machine, and each raw query alone
+several minutes). It comes from the simulators' backfill (`simulators.backfill.history`, with
+lamp faults) through the ingest's decoder and writer, like `smartcity backfill`, and is kept
+in its own database (`smartcity_bench_query` on the configured server), reused while the
+parameters stay the same.
 
 Measured side by side: the district-energy query (30 days, per district) and a city-KPI
 query (energy, dimming saving, availability over 30 days), each through the query layer
@@ -33,10 +30,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from smartcity import topics
 from smartcity.cities import get_city
 from smartcity.db import storage
 from smartcity.db.connect import connect, with_database
 from smartcity.db.migrate import migrate
+from smartcity.errors import PayloadError
 from smartcity.queries.energy import LightingTotals, lighting_totals
 from smartcity.queries.tiers import Segment, Tier
 from smartcity.rollups import lighting
@@ -48,93 +47,66 @@ BENCH_DB = "smartcity_bench_query"
 CITY = "astana"
 # A fixed month, so every run measures the same nights.
 FIRST_DAY = date(2026, 10, 1)
-STANDBY_W = 0.5
-FAULT_SHARE = 0.0005  # of readings flagged lamp_failure
-
-
-def _load_sql() -> str:
-    return """
-    INSERT INTO lighting_readings (ts, lamp_id, city, district, cabinet_id, lamp_on, dim_pct,
-        power_w, voltage_v, current_a, power_factor, energy_wh, operating_hours, lamp_failure,
-        ingested_at)
-    SELECT s.ts, l.lamp_id, %(city)s, l.district, l.cabinet_id, s.lamp_on, s.dim_pct,
-           CASE WHEN s.lamp_on
-                THEN l.rated_w * (0.1 + 0.9 * s.dim_pct / 100) * (0.98 + 0.04 * random())
-                ELSE %(standby)s END,
-           230, 0.2, CASE WHEN s.lamp_on THEN 0.95 ELSE 0.5 END,
-           l.e0 + l.rated_w * s.f_on + %(standby)s * s.h_off, l.h0 + s.h_on,
-           random() < %(fault)s, now()
-    FROM _bench_sched s CROSS JOIN _bench_lamps l
-    WHERE s.ts >= %(a)s AND s.ts < %(b)s
-    """
+# Lamp faults per lamp per simulated day, so availability and MTTR have something to show.
+FAULTS = ("lamp_failure=0.02", "day_burning=0.01")
+_TOPIC_ROOT = "city"
+_MAX_PAYLOAD_BYTES = 65536
+_BATCH_ROWS = 5000
+HOUR = timedelta(hours=1)
 
 
 def _load(conninfo: str, lamps: int, days: int, interval: timedelta, console: Console) -> None:
-    from simulators.lighting import LampFleet  # the simulator's fleet and schedule
+    """The simulators' backfill (`simulators.backfill.history`) through the ingest's decoder
+    and writer — the path `smartcity backfill` takes — then the rollups, day by day."""
+    from ingest.decode import decode
+    from ingest.writer import Batch, BatchWriter
+    from simulators.backfill import history
+    from simulators.scenario import ScenarioOptions
 
     city = get_city(CITY)
-    fleet = LampFleet(city, lamps, seed=42)
     start, _ = local_day_span(FIRST_DAY, city.tz)
     _, end = local_day_span(FIRST_DAY + timedelta(days=days - 1), city.tz)
-    step_h = interval.total_seconds() / 3600
-    sched: list[tuple[object, ...]] = []
-    f_on = h_on = h_off = 0.0
-    ts = start
-    while ts < end:
-        dim = fleet.dim_pct_at(ts)
-        if dim > 0:
-            f_on += (0.1 + 0.9 * dim / 100) * step_h
-            h_on += step_h
-        else:
-            h_off += step_h
-        sched.append((ts, dim > 0, dim, f_on, h_on, h_off))
-        ts += interval
     with connect(conninfo, autocommit=True) as conn:
-        mode = storage.read_mode(conn)
         conn.execute("TRUNCATE lighting_readings, lighting_hourly, lighting_daily, rollup_state")
-        conn.execute(
-            "CREATE TEMP TABLE _bench_lamps (lamp_id text, district text, cabinet_id text, "
-            "rated_w float8, e0 float8, h0 float8)"
+    options = ScenarioOptions(
+        lamps=lamps,
+        lighting_city=CITY,
+        lamp_interval_s=interval.total_seconds(),
+        seed=42,
+        faults=list(FAULTS),
+    )
+    stream = history(options, days=days, start=start, topic_root=_TOPIC_ROOT)
+    batch = Batch.empty()
+    with (
+        BatchWriter(conninfo) as writer,
+        Progress(console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("backfill (simulated days)", total=days * 86400.0)
+        for t_s, topic, payload in stream:
+            try:
+                decoded = decode(
+                    topics.parse_inbound(_TOPIC_ROOT, topic),
+                    payload,
+                    max_payload_bytes=_MAX_PAYLOAD_BYTES,
+                )
+            except PayloadError:
+                continue  # status messages and the like: not lamp readings
+            for table, rows in decoded.rows.items():
+                batch.rows.setdefault(table, []).extend(rows)
+            batch.sightings.extend(decoded.sightings)
+            if batch.row_count() >= _BATCH_ROWS:
+                writer.write(batch)
+                batch = Batch.empty()
+                progress.update(task, completed=t_s)
+        if batch.row_count():
+            writer.write(batch)
+    with connect(conninfo, autocommit=True) as conn:
+        conn.execute("ANALYZE lighting_readings")
+        utc_days = sorted(
+            {storage.day_of(start + timedelta(hours=h)) for h in range(int((end - start) / HOUR))}
         )
-        conn.execute(
-            "CREATE TEMP TABLE _bench_sched (ts timestamptz, lamp_on bool, dim_pct real, "
-            "f_on float8, h_on float8, h_off float8)"
-        )
-        with conn.cursor() as cur:
-            with cur.copy("COPY _bench_lamps FROM STDIN") as copy:
-                for i, lamp in enumerate(fleet.lamps):
-                    copy.write_row(
-                        (
-                            lamp.lamp_id,
-                            lamp.district,
-                            lamp.cabinet_id,
-                            lamp.rated_w,
-                            float(fleet.energy_wh[i]),
-                            float(fleet.operating_hours[i]),
-                        )
-                    )
-            with cur.copy("COPY _bench_sched FROM STDIN") as copy:
-                for row in sched:
-                    copy.write_row(row)
-        utc_days = sorted({storage.day_of(r[0]) for r in sched})  # type: ignore[arg-type]
-        storage.ensure_partitions(conn, mode, "lighting_readings", utc_days)
         lookback = timedelta(hours=DEFAULT_LOOKBACK_H)
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("loading raw readings", total=len(utc_days))
-            for day in utc_days:
-                a = datetime.combine(day, datetime.min.time(), UTC)
-                conn.execute(
-                    _load_sql(),
-                    {
-                        "city": CITY,
-                        "standby": STANDBY_W,
-                        "fault": FAULT_SHARE,
-                        "a": a,
-                        "b": a + timedelta(days=1),
-                    },
-                )
-                progress.advance(task)
-            conn.execute("ANALYZE lighting_readings")
             task = progress.add_task("rolling up (hourly)", total=len(utc_days))
             for day in utc_days:
                 a = datetime.combine(day, datetime.min.time(), UTC)
@@ -159,7 +131,7 @@ def _load(conninfo: str, lamps: int, days: int, interval: timedelta, console: Co
 
 
 def _params(lamps: int, days: int, interval: timedelta) -> str:
-    return f"lamps={lamps} days={days} interval_s={int(interval.total_seconds())}"
+    return f"backfill lamps={lamps} days={days} interval_s={int(interval.total_seconds())}"
 
 
 def _loaded(conninfo: str, lamps: int, days: int, interval: timedelta) -> bool:
