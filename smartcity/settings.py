@@ -127,10 +127,47 @@ class Settings(BaseSettings):
     # --- simulators ----------------------------------------------------------------------------
 
     # --- storage tiers and rollups -------------------------------------------------------------
+    maintain_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="How often `smartcity maintain` refreshes rollups and partitions (the refresh "
+        "lag of the rollups is at most this plus the safety lag).",
+    )
+    rollup_safety_lag_s: Annotated[float, Field(ge=0)] = Field(
+        default=30.0,
+        description="Rows ingested less than this long ago wait for the next run: ingested_at is "
+        "the writer transaction's start, so a transaction still in flight can commit rows older "
+        "than the watermark; this must exceed the longest ingest transaction.",
+    )
+    rollup_lookback_h: Annotated[float, Field(gt=0)] = Field(
+        default=168.0,
+        description="How far back a register delta looks for a device's previous reading; the "
+        "first reading after a longer gap starts the register afresh (delta 0).",
+    )
+    partitions_ahead_days: Annotated[int, Field(ge=0)] = Field(
+        default=2, description="Plain mode: daily partitions created ahead of today."
+    )
+    retention_raw_days: Annotated[int, Field(ge=0)] = Field(
+        default=90, description="Raw readings older than this are dropped (whole days); 0 keeps."
+    )
+    retention_hourly_days: Annotated[int, Field(ge=0)] = Field(
+        default=730, description="Hourly rollups older than this are dropped; 0 keeps them."
+    )
+    retention_daily_days: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Daily rollups older than this are dropped; 0 keeps them."
+    )
+    compress_after_days: Annotated[int, Field(ge=1)] = Field(
+        default=7, description="TimescaleDB: raw chunks older than this go to the columnstore."
+    )
 
     # --- alerts --------------------------------------------------------------------------------
 
     # --- transit -------------------------------------------------------------------------------
+    transit_on_time_early_s: Annotated[int, Field(ge=0)] = Field(
+        default=60, description="A bus arriving at most this early counts as on time."
+    )
+    transit_on_time_late_s: Annotated[int, Field(ge=0)] = Field(
+        default=300, description="A bus arriving at most this late counts as on time."
+    )
 
     # --- API security --------------------------------------------------------------------------
     api_rate_limit_per_s: Annotated[float, Field(gt=0)] = Field(

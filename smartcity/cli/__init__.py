@@ -21,6 +21,7 @@ from smartcity.cli import (
     demo,
     deploy,
     gtfs,
+    maintain,
     recordings,
     serve,
     simulate,
@@ -50,6 +51,7 @@ app.add_typer(apikey.app, name="apikey")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)
+app.command("maintain")(maintain.maintain)
 app.command("backfill")(backfill.backfill)
 app.command("record")(recordings.record)
 app.command("replay")(recordings.replay)

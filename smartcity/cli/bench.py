@@ -6,6 +6,7 @@ import typer
 
 from smartcity.bench import api as api_bench
 from smartcity.bench import ingest as ingest_bench
+from smartcity.bench import query as query_bench
 
 app = typer.Typer(
     help="Benchmarks, measured side by side in one run; results go to docs/benchmarks.md.",
@@ -16,3 +17,4 @@ app = typer.Typer(
 # app.command("ingest")(ingest_bench.command)
 app.command("api")(api_bench.command)
 app.command("ingest")(ingest_bench.command)
+app.command("query")(query_bench.command)

@@ -12,6 +12,15 @@ API, dashboards) has one code path. What differs lives here:
   DEFAULT partition, because a default partition holding rows blocks creating the partition
   those rows belong to.
 
+Rollups (hourly and daily, see `smartcity.rollups`) are ordinary tables in plain mode and
+hypertables with 30-day chunks in TimescaleDB mode; in both they are filled by the same SQL run
+by `smartcity maintain`, because their register deltas need the previous reading of each
+device (a window over time) which a continuous aggregate cannot express (docs/storage.md).
+Tiering differs: plain mode creates partitions ahead and drops expired ones itself
+(`ensure_partitions_ahead`, `drop_expired`); TimescaleDB mode installs the documented
+columnstore and retention policies once (`apply_timescale_policies`) and lets its job
+scheduler run them.
+
 TimescaleDB is not installable on the development machines, so its branch is written against
 the documented API and kept here, apart, to be exercised wherever the extension exists.
 """
@@ -19,6 +28,7 @@ the documented API and kept here, apart, to be exercised wherever the extension 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
@@ -31,6 +41,20 @@ from smartcity.settings import StorageModeSetting
 # One day per chunk/partition: at city scale (50k lamps each minute, ~72 M rows a day) a day
 # fits comfortably in memory for its indexes, and retention drops whole days.
 PARTITION_INTERVAL = timedelta(days=1)
+
+# Rollup hypertables are small (one row per device-hour at most): a month per chunk keeps the
+# chunk count low while retention still drops whole months.
+ROLLUP_CHUNK_INTERVAL = timedelta(days=30)
+
+# Raw tables, with the column that segments their columnstore (one device's readings together,
+# so a device's time range decompresses alone).
+RAW_TABLES: dict[str, str] = {
+    "lighting_readings": "lamp_id",
+    "meter_readings": "meter_id",
+    "vehicle_positions": "vehicle_id",
+}
+HOURLY_ROLLUPS = ("lighting_hourly", "meter_hourly")
+DAILY_ROLLUPS = ("lighting_daily", "meter_daily")
 
 # Serialises partition DDL between writers (several ingest workers may meet a new day at once).
 _PARTITION_LOCK_KEY = 0x5C17_0001
@@ -161,3 +185,142 @@ def read_mode(conn: psycopg.Connection[tuple[object, ...]]) -> StorageMode:
     if row is None:
         raise MigrationError("schema_meta has no storage_mode; run 'smartcity db migrate'")
     return StorageMode(str(row[0]))
+
+
+def create_rollup_table(
+    conn: psycopg.Connection[tuple[object, ...]],
+    mode: StorageMode,
+    table: str,
+    columns: sql.Composable,
+    *,
+    time_column: str,
+) -> None:
+    """Create a rollup table: a hypertable (TimescaleDB) or an ordinary table (plain)."""
+    conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table), columns))
+    if mode is StorageMode.TIMESCALEDB:
+        # create_hypertable also indexes the time column (create_default_indexes).
+        conn.execute(
+            "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval))",
+            (table, time_column, ROLLUP_CHUNK_INTERVAL),
+        )
+    else:
+        # Maintenance rebuilds and retention delete by time range across all levels/cities.
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {} ({})").format(
+                sql.Identifier(table), sql.Identifier(time_column)
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier is kept, in days; 0 keeps it forever."""
+
+    raw_days: int
+    hourly_days: int
+    daily_days: int
+
+
+def ensure_partitions_ahead(
+    conn: psycopg.Connection[tuple[object, ...]], mode: StorageMode, today: date, ahead_days: int
+) -> None:
+    """Plain mode: partitions for today and the next `ahead_days` days of every raw table, so a
+    writer seldom has to take the partition lock on its hot path."""
+    days = [today + timedelta(days=i) for i in range(ahead_days + 1)]
+    for table in RAW_TABLES:
+        ensure_partitions(conn, mode, table, days)
+
+
+def raw_cutoff(now: datetime, days: int) -> datetime:
+    """Raw rows before this instant are expired: the start of the UTC day `days` ago, so
+    retention always removes whole partitions and never splits one."""
+    start = datetime.combine(day_of(now) - timedelta(days=days), datetime.min.time(), UTC)
+    return start
+
+
+def drop_expired(
+    conn: psycopg.Connection[tuple[object, ...]],
+    mode: StorageMode,
+    now: datetime,
+    retention: Retention,
+) -> dict[str, int]:
+    """Plain mode: drop raw partitions wholly before the raw cutoff and delete expired rollup
+    rows. Returns what went, per table (partitions for raw tables, rows for rollups).
+
+    Hourly rollups expire by UTC hour bucket, daily ones by their (local) day: both before the
+    UTC day `days` ago, like raw rows, so one cutoff rule holds for every tier.
+    """
+    removed: dict[str, int] = {}
+    if mode is StorageMode.TIMESCALEDB:
+        return removed  # the retention policies drop chunks on TimescaleDB's schedule
+    if retention.raw_days > 0:
+        cutoff_day = day_of(raw_cutoff(now, retention.raw_days))
+        for table in RAW_TABLES:
+            expired = sorted(d for d in existing_partition_days(conn, table) if d < cutoff_day)
+            for day in expired:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK_KEY,))
+                    conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            sql.Identifier(partition_name(table, day))
+                        )
+                    )
+            removed[table] = len(expired)
+    for tables, days, column in (
+        (HOURLY_ROLLUPS, retention.hourly_days, "bucket"),
+        (DAILY_ROLLUPS, retention.daily_days, "day"),
+    ):
+        if days <= 0:
+            continue
+        cutoff = raw_cutoff(now, days)
+        bound: object = cutoff if column == "bucket" else cutoff.date()
+        for table in tables:
+            with conn.transaction():
+                cur = conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                        sql.Identifier(table), sql.Identifier(column)
+                    ),
+                    (bound,),
+                )
+            removed[table] = cur.rowcount
+    return removed
+
+
+def apply_timescale_policies(
+    conn: psycopg.Connection[tuple[object, ...]],
+    mode: StorageMode,
+    retention: Retention,
+    compress_after: timedelta,
+) -> None:
+    """TimescaleDB mode: (re)install the columnstore and retention policies from the settings.
+
+    Documented TimescaleDB ≥ 2.18 API: `ALTER TABLE … SET (timescaledb.enable_columnstore,
+    timescaledb.segmentby, timescaledb.orderby)`, `CALL add_columnstore_policy(…, after => …)`,
+    `add_retention_policy(…, drop_after => …)` and their `remove_*` twins. Policies are removed
+    and added again so that a changed setting takes effect (add_* with if_not_exists keeps an
+    existing policy with a different interval). Plain mode: nothing to do here.
+    """
+    if mode is not StorageMode.TIMESCALEDB:
+        return
+    for table, segment in RAW_TABLES.items():
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} SET (timescaledb.enable_columnstore = true, "
+                "timescaledb.segmentby = {}, timescaledb.orderby = 'ts DESC')"
+            ).format(sql.Identifier(table), sql.Literal(segment))
+        )
+        conn.execute("CALL remove_columnstore_policy(%s::regclass, if_exists => true)", (table,))
+        conn.execute(
+            "CALL add_columnstore_policy(%s::regclass, after => %s::interval)",
+            (table, compress_after),
+        )
+    tiers = [(t, retention.raw_days) for t in RAW_TABLES]
+    tiers += [(t, retention.hourly_days) for t in HOURLY_ROLLUPS]
+    tiers += [(t, retention.daily_days) for t in DAILY_ROLLUPS]
+    for table, days in tiers:
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table,))
+        if days > 0:
+            conn.execute(
+                "SELECT add_retention_policy(%s::regclass, drop_after => %s::interval)",
+                (table, timedelta(days=days)),
+            )

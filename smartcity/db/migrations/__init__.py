@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from smartcity.db.migrations import m0001_core, m0002_ingest, m0030_gtfs, m0040_api
+from smartcity.db.migrations import m0001_core, m0002_ingest, m0010_rollups, m0030_gtfs, m0040_api
 from smartcity.db.storage import StorageMode
 
 ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
@@ -35,6 +35,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
             Migration(m0002_ingest.VERSION, m0002_ingest.DESCRIPTION, m0002_ingest.apply),
             Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
+            Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
         ),
         key=lambda m: m.version,
     )
