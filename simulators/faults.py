@@ -48,7 +48,7 @@ TRANSIT_FAULTS: dict[str, tuple[float, float]] = {
     "gps_dropout": (60, 600),  # no fixes
     "stale_position": (60, 600),  # fixes keep the same old position
     "off_route_detour": (120, 900),  # 150–400 m away from the shape
-    "bunching": (0, 0),  # a trip held back until it runs just behind the one before
+    "bunching": (1800, 1800),  # trips starting in this window are held back to bunch
 }
 FAULTS: dict[str, dict[str, tuple[float, float]]] = {
     "lighting": LIGHTING_FAULTS,

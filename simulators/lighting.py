@@ -103,7 +103,9 @@ class LampFleet:
         # Lamps in service for a while: registers start from plausible non-zero values.
         self.energy_wh = rng.uniform(1e5, 5e5, size=count)
         self.operating_hours = self.energy_wh / (rated * 0.8)
-        self.last_ts: list[datetime | None] = [None] * count
+        self.rated_w = rated
+        # Epoch seconds of each lamp's last report (NaN: none yet), to integrate the registers.
+        self.last_t = np.full(count, np.nan)
         self._elevation_cache: tuple[int, float] = (-1, 0.0)
         self.overrides: dict[int, Override] = {}
         self.commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
@@ -125,9 +127,12 @@ class LampFleet:
         # Every lamp is within a few km of the centre: one elevation per second of time is plenty.
         second = int(ts.timestamp())
         if self._elevation_cache[0] != second:
+            # Taken at the whole second, so that it does not depend on which reading asks first.
             self._elevation_cache = (
                 second,
-                solar.elevation_deg(self.city.lat, self.city.lon, ts),
+                solar.elevation_deg(
+                    self.city.lat, self.city.lon, datetime.fromtimestamp(second, UTC)
+                ),
             )
         return self._elevation_cache[1]
 
@@ -207,13 +212,14 @@ class LampFleet:
         else:
             power = STANDBY_W * standby
         pf = 0.95 if on and kind != "lamp_failure" else 0.5
-        last = self.last_ts[index]
-        if last is not None and ts > last:
-            hours = (ts - last).total_seconds() / 3600
+        now_t = ts.timestamp()
+        last = float(self.last_t[index])
+        if now_t > last:  # False for NaN: the first report integrates nothing
+            hours = (now_t - last) / 3600
             self.energy_wh[index] += power * hours
             if on and power > STANDBY_W * 2:
                 self.operating_hours[index] += hours
-        self.last_ts[index] = ts
+        self.last_t[index] = now_t
         return {
             "lamp_id": lamp.lamp_id,
             "ts": int(ts.timestamp() * 1000),
@@ -253,6 +259,11 @@ class LampFleet:
         lamp_topics = [
             topics.lamp_telemetry(topic_root, self.city.slug, lamp.lamp_id) for lamp in self.lamps
         ]
+        ids = [lamp.lamp_id for lamp in self.lamps]
+        start_epoch = start.timestamp()
+        # Lamps are computed in chunks of about a twentieth of the interval, vectorised; a
+        # command received meanwhile applies from the next chunk.
+        chunk = max(1, len(order) // 20)
         k = 0
         while True:
             base = k * interval_s
@@ -261,14 +272,94 @@ class LampFleet:
             power_noise = self.rng.normal(1.0, 0.02, size=n)
             voltage = self.rng.normal(NOMINAL_VOLTAGE_V, 2.0, size=n)
             standby = self.rng.uniform(0.8, 1.2, size=n)
-            for i in order:
-                t_s = base + float(phase[i])
+            for c0 in range(0, len(order), chunk):
                 self.drain_commands()
-                fault = self.faults.active(int(i), t_s) if self.faults else None
-                if fault is not None and fault.kind == "silent":
-                    continue
-                ts = start + timedelta(seconds=t_s)
-                noise = (float(power_noise[i]), float(voltage[i]), float(standby[i]))
-                body = self.reading(int(i), ts, noise, t_s)
-                yield t_s, lamp_topics[i], orjson.dumps(body)
+                idx = np.array(order[c0 : c0 + chunk])
+                t = base + phase[idx]
+                bodies = self._chunk(idx, t, start_epoch, power_noise, voltage, standby)
+                special = self.overrides.keys() | self.faults.by_device.keys()
+                for j, i in enumerate(idx.tolist()):
+                    body = bodies[j]
+                    t_s = float(t[j])
+                    if i in special:
+                        fault = self.faults.active(i, t_s) if self.faults else None
+                        if fault is not None and fault.kind == "silent":
+                            continue
+                        noise = (float(power_noise[i]), float(voltage[i]), float(standby[i]))
+                        body = self.reading(i, start + timedelta(seconds=t_s), noise, t_s)
+                    body["lamp_id"] = ids[i]
+                    yield t_s, lamp_topics[i], orjson.dumps(body)
             k += 1
+
+    def _chunk(
+        self,
+        idx: np.ndarray,
+        t: np.ndarray,
+        start_epoch: float,
+        power_noise: np.ndarray,
+        voltage: np.ndarray,
+        standby: np.ndarray,
+    ) -> list[dict[str, object]]:
+        """Scheduled readings of lamps `idx` at `t` (seconds since the start), vectorised;
+        registers advance for every lamp without a command or fault (the caller computes
+        those one by one)."""
+        epoch = start_epoch + t
+        seconds = np.floor(epoch)
+        elevation = np.empty(len(idx))
+        for sec in np.unique(seconds):
+            when = datetime.fromtimestamp(float(sec), UTC)
+            elevation[seconds == sec] = self._sun_elevation(when)
+        offset_s = self.city.tz.utcoffset(datetime.fromtimestamp(float(epoch[0]), UTC))
+        local_hour = ((epoch + (offset_s.total_seconds() if offset_s else 0.0)) // 3600) % 24
+        dark = elevation < SWITCH_ELEVATION_DEG
+        dim = np.where(dark, np.where(local_hour < 12, NIGHT_DIM_PCT, DUSK_DIM_PCT), 0.0)
+        rated = self.rated_w[idx]
+        power = np.where(
+            dark, rated * (0.1 + 0.9 * dim / 100) * power_noise[idx], STANDBY_W * standby[idx]
+        )
+        volts = voltage[idx]
+        pf = np.where(dark, 0.95, 0.5)
+        special = self.overrides.keys() | self.faults.by_device.keys()
+        plain = np.array([i not in special for i in idx.tolist()], dtype=bool)
+        hours = (epoch - self.last_t[idx]) / 3600
+        step = plain & (hours > 0)  # NaN compares False: a first report integrates nothing
+        target = idx[step]
+        self.energy_wh[target] += power[step] * hours[step]
+        burning = step & dark & (power > STANDBY_W * 2)
+        self.operating_hours[idx[burning]] += hours[burning]
+        self.last_t[idx[plain]] = epoch[plain]
+        ts_ms = np.floor(epoch * 1000).astype(np.int64).tolist()
+        lamps = self.lamps
+        rows = zip(
+            idx.tolist(),
+            ts_ms,
+            dark.tolist(),
+            dim.tolist(),
+            np.round(power, 2).tolist(),
+            np.round(volts, 1).tolist(),
+            np.round(power / (volts * pf), 3).tolist(),
+            pf.tolist(),
+            np.round(self.energy_wh[idx], 2).tolist(),
+            np.round(self.operating_hours[idx], 3).tolist(),
+            strict=True,
+        )
+        return [
+            {
+                "lamp_id": "",
+                "ts": ms,
+                "district": lamps[i].district,
+                "cabinet_id": lamps[i].cabinet_id,
+                "lamp_on": on,
+                "dim_pct": d,
+                "power_w": p,
+                "voltage_v": v,
+                "current_a": a,
+                "power_factor": f,
+                "energy_wh": e,
+                "operating_hours": h,
+                "lamp_failure": False,
+                "lat": lamps[i].lat,
+                "lon": lamps[i].lon,
+            }
+            for i, ms, on, d, p, v, a, f, e, h in rows
+        ]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event as EventType
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import IO
 
@@ -184,7 +184,7 @@ def _worker(
     settings: Settings,
     k: int,
     reports: Queue[tuple[str, int, object]],
-    stop: EventType,
+    stop: Synchronized[int],
 ) -> None:
     shard_plan = replace(
         plan,
@@ -203,7 +203,10 @@ def _worker(
     local_stop = threading.Event()
 
     def relay() -> None:
-        stop.wait()
+        # A shared flag polled, not a multiprocessing.Event: setting an Event whose waiter
+        # process has exited blocks the parent forever.
+        while not stop.value:
+            time.sleep(0.2)
         local_stop.set()
 
     # Daemon: it only waits; it ends with the worker process.
@@ -220,7 +223,7 @@ def _run_workers(
 ) -> RunResult:
     ctx = mp.get_context("fork")
     reports: Queue[tuple[str, int, object]] = ctx.Queue()
-    child_stop = ctx.Event()
+    child_stop: Synchronized[int] = ctx.Value("b", 0)
     procs = [
         ctx.Process(target=_worker, args=(plan, settings, k, reports, child_stop), name=f"sim-w{k}")
         for k in range(plan.workers)
@@ -233,7 +236,7 @@ def _run_workers(
     try:
         while len(done) < len(procs):
             if stop.is_set():
-                child_stop.set()
+                child_stop.value = 1
             try:
                 _kind, k, payload = reports.get(timeout=0.5)
             except queue.Empty:
@@ -248,7 +251,7 @@ def _run_workers(
             if progress is not None and latest:
                 progress(_combine(list(latest.values()), time.monotonic() - started))
     finally:
-        child_stop.set()
+        child_stop.value = 1
         for p in procs:
             p.join(30)
     if len(done) < len(procs):

@@ -132,10 +132,12 @@ def _wait_ingested(settings: Settings, stats: RunStats) -> None:
 def test_replay_into_the_ingest_gives_the_live_rows(settings: Settings, tmp_path: Path) -> None:
     recording, from_broker = tmp_path / "live.rec", tmp_path / "broker.rec"
     options = ScenarioOptions(lamps=200, meters=100, buses=10, routes=2, seed=3)
+    # Paced (×300, about 4 s): Mosquitto drops QoS 1 messages beyond a subscriber's queue
+    # limit (max_queued_messages, 1000 by default), which an unpaced burst would exceed.
     plan = RunPlan(
         options,
         start=START,
-        speed=None,
+        speed=300.0,
         duration_s=20 * 60,
         record=recording,
         client_id=f"sim-{settings.mqtt_topic_root}",
