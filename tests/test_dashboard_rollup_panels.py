@@ -81,7 +81,8 @@ async def test_rollup_panels_equal_the_kpis_for_the_same_local_days(database_url
         want_rate = await kpis.meter_reporting_rate(aconn, CITY.slug, first, last)
 
     # Lighting: the history holds a night, so there is energy, burn time and a saving.
-    assert want_per_lamp is not None and want_per_lamp > 0
+    assert want_per_lamp is not None
+    assert want_per_lamp > 0
     assert math.isclose(per_lamp, want_per_lamp, rel_tol=1e-9)
     full = sum(t.full_power_energy_wh for t in totals)
     energy = sum(t.energy_wh for t in totals)
@@ -109,7 +110,8 @@ async def test_rollup_panels_equal_the_kpis_for_the_same_local_days(database_url
         assert night_flow[n.district][2] == pytest.approx(n.ratio, rel=1e-9)
     assert sorted(rate) == ["electricity", "water"]
     assert rate == pytest.approx(want_rate, rel=1e-9)
-    assert raw_kwh is not None and raw_kwh[0] > 0
+    assert raw_kwh is not None
+    assert raw_kwh[0] > 0
     assert sum(electricity.values()) == pytest.approx(raw_kwh[0], rel=1e-9)
     assert sum(v for _, _, v in hourly_kwh) == pytest.approx(raw_kwh[0], rel=1e-9)
     assert sum(water.values()) > 0
