@@ -1,9 +1,10 @@
 """Energy — street lighting: the state of the lamps now, and where they are.
 
-Every panel here reads the latest state, which needs no rollup: the newest reading of each
+The "now" panels read the latest state, which needs no rollup: the newest reading of each
 lamp within the last `SILENT_AFTER` (an index range scan on (city, ts)), and the device
 registry. The energy panels (energy per night and district, savings from dimming, burn hours)
-read the rollups of the storage issue and are added when those exist.
+read only the district rows of `lighting_daily` (local days) and `lighting_hourly` (UTC
+hours), with the formulas of docs/kpis.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dashboards.panels import (
     stat_panel,
     state_mappings,
     table_panel,
+    timeseries_panel,
 )
+from dashboards.rollups import DAY_START, DAYS_IN_RANGE
 
 UID = "smartcity-energy-lighting"
 # A lamp that has not reported for this long counts as silent: three missed reports at a
@@ -74,12 +77,67 @@ def lamps_with_state(columns: str, condition: str) -> str:
     )
 
 
+# District rows of the selection in a lighting rollup table.
+_DISTRICT_ROWS = "level = 'district' AND city = '$city' AND key IN ($district)"
+
+ENERGY_PER_LAMP_NIGHT = (
+    "SELECT sum(energy_wh) / 1000.0 / nullif(sum(lamps_reporting), 0) AS kwh_per_lamp "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE}"
+)
+ENERGY_PER_NIGHT = (
+    f"SELECT {DAY_START}, key AS metric, energy_wh / 1000.0 AS value "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE} ORDER BY 1, 2"
+)
+SAVED_KWH = (
+    "SELECT coalesce(sum(full_power_energy_wh - energy_wh), 0) / 1000.0 AS saved_kwh "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE}"
+)
+SAVED_PCT = (
+    "SELECT 100.0 * sum(full_power_energy_wh - energy_wh) "
+    "/ nullif(sum(full_power_energy_wh), 0) AS saved_pct "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE}"
+)
+BURN_HOURS = (
+    "SELECT coalesce(sum(burn_h), 0) AS burn_h "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE}"
+)
+ENERGY_VS_FULL_POWER = (
+    "SELECT $__timeGroupAlias(bucket, '1h'), 'energy' AS metric, sum(energy_wh) / 1000.0 "
+    f"AS value FROM lighting_hourly WHERE {_DISTRICT_ROWS} AND $__timeFilter(bucket) "
+    "GROUP BY 1\nUNION ALL\n"
+    "SELECT $__timeGroupAlias(bucket, '1h'), 'at full power' AS metric, "
+    "sum(full_power_energy_wh) / 1000.0 AS value "
+    f"FROM lighting_hourly WHERE {_DISTRICT_ROWS} AND $__timeFilter(bucket) GROUP BY 1\n"
+    "ORDER BY 1, 2"
+)
+BY_DISTRICT = (
+    "SELECT key AS district, sum(energy_wh) / 1000.0 AS energy_kwh, "
+    "sum(full_power_energy_wh) / 1000.0 AS full_power_kwh, "
+    "sum(full_power_energy_wh - energy_wh) / 1000.0 AS saved_kwh, "
+    "100.0 * sum(full_power_energy_wh - energy_wh) / nullif(sum(full_power_energy_wh), 0) "
+    "AS saved_pct, "
+    "sum(energy_wh) / 1000.0 / nullif(sum(lamps_reporting), 0) AS kwh_per_lamp_night, "
+    "sum(burn_h) AS burn_h, "
+    "sum(burn_h) / nullif(sum(lamps_reporting), 0) AS burn_h_per_lamp_night, "
+    "100.0 * (1 - sum(lamp_hours_faulty)::float8 / nullif(sum(lamp_hours_reporting), 0)) "
+    "AS availability_pct "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE} GROUP BY key ORDER BY key"
+)
+ENERGY_BY_DISTRICT = (
+    "SELECT key AS district, sum(energy_wh) / 1000.0 AS energy_kwh "
+    f"FROM lighting_daily WHERE {_DISTRICT_ROWS} AND {DAYS_IN_RANGE} GROUP BY key ORDER BY key"
+)
+
+
 def build() -> dm.Dashboard:
     board = Board(
         uid=UID,
         title="Energy — street lighting",
-        description="Street lamps now: on, faulty, silent, power; a map coloured by state.",
+        description="Street lamps now (on, faulty, silent, power, a map coloured by state) and "
+        "their energy from the rollups: per night and district, saved by dimming, burn hours.",
         tags=["smartcity", "energy", "lighting"],
+        # The energy panels compare nights: a week of local days by default.
+        default_from="now-7d",
     )
     board.variable(query_variable("city", "City", CITY))
     board.variable(query_variable("district", "District", DISTRICT, multi=True, include_all=True))
@@ -175,6 +233,87 @@ def build() -> dm.Dashboard:
             description="Oldest news first; at most 500 rows.",
         ).mappings(state_mappings(STATES)),
         width=24,
+        height=10,
+    )
+    board.row("Energy (rollups; whole local days of the range)")
+    board.add(
+        stat_panel(
+            "Energy per lamp per night",
+            ENERGY_PER_LAMP_NIGHT,
+            unit="kwatth",
+            description="Σ energy ÷ Σ lamps reporting, over the local days of the range "
+            "(docs/kpis.md: a lamp burns once per night, so a local day holds one night).",
+            color="yellow",
+        ),
+        width=6,
+        height=4,
+    )
+    board.add(
+        stat_panel(
+            "Saved by dimming",
+            SAVED_KWH,
+            unit="kwatth",
+            description="Σ (energy at full power − energy): what the same lamps would have "
+            "used over the same burn time at 100 % (docs/kpis.md).",
+        ),
+        width=6,
+        height=4,
+    )
+    board.add(
+        stat_panel(
+            "Saved by dimming, %",
+            SAVED_PCT,
+            unit="percent",
+            description="Saved energy ÷ energy at full power.",
+        ),
+        width=6,
+        height=4,
+    )
+    board.add(
+        stat_panel(
+            "Burn hours",
+            BURN_HOURS,
+            unit="h",
+            description="Σ operating hours of the selected lamps (lamp-hours on).",
+            color="blue",
+        ),
+        width=6,
+        height=4,
+    )
+    board.add(
+        timeseries_panel(
+            "Energy per night by district",
+            ENERGY_PER_NIGHT,
+            unit="kwatth",
+            description="kWh per district and local day (the time is the day's local "
+            "midnight; a local day holds the end of one night and the start of the next).",
+        ),
+        width=12,
+        height=9,
+    )
+    board.add(
+        timeseries_panel(
+            "Energy and energy at full power, per hour",
+            ENERGY_VS_FULL_POWER,
+            unit="kwatth",
+            description="Hourly rollups: the gap between the lines is what dimming saved.",
+        ),
+        width=12,
+        height=9,
+    )
+    board.add(
+        bar_panel("Energy by district", ENERGY_BY_DISTRICT, unit="kwatth"),
+        width=8,
+        height=10,
+    )
+    board.add(
+        table_panel(
+            "Per district",
+            BY_DISTRICT,
+            description="Energy, saving from dimming, burn hours and lamp availability "
+            "(docs/kpis.md) over the local days of the range.",
+        ),
+        width=16,
         height=10,
     )
     return board.build()

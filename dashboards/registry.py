@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import ingest_health, lighting
+from dashboards import ingest_health, lighting, metering
 
 # File name (dashboards/json/<name>.json) -> the function that builds the dashboard.
 DASHBOARDS: dict[str, Callable[[], dm.Dashboard]] = {
     "energy-lighting": lighting.build,
+    "energy-metering": metering.build,
     "ingest-health": ingest_health.build,
 }

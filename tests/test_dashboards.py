@@ -86,7 +86,9 @@ def test_unknown_macros_and_variables_are_errors(sql: str) -> None:
 def test_dashboards_check_passes_on_a_database_the_fleet_filled(database_url: str) -> None:
     fleet = Fleet()
     readings = fill(database_url, datetime.now(UTC), fleet)
-    assert readings == fleet.lamps * (fleet.minutes + 1) - fleet.silent * 30
+    assert (
+        readings == fleet.lamps * (fleet.minutes + 1 + fleet.history_readings) - fleet.silent * 30
+    )
     result = CliRunner().invoke(
         app, ["dashboards", "check", "--database-url", database_url], terminal_width=200
     )
