@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         "(register_backwards); covers rounding in the device.",
     )
 
+    # --- alerts --------------------------------------------------------------------------------
+    alerts_on_ingest: bool = Field(
+        default=True,
+        description="Evaluate the per-reading alert rules on every batch the ingest commits.",
+    )
+
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
