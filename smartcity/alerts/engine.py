@@ -71,9 +71,11 @@ def evaluate(
             for r in readings:
                 by_device[str(r[id_column])].append(r)
             open_now = store.open_keys(conn, domain, sorted(by_device))
+            if table == "meter_readings":
+                _add_previous_export(conn, by_device)
             rules = [rule for rule in RULES if rule.domain == domain]
             for device_id in sorted(by_device):
-                device_readings = sorted(by_device[device_id], key=lambda r: r["ts"])  # type: ignore[arg-type, return-value]
+                device_readings = sorted(by_device[device_id], key=_ts)
                 city = str(device_readings[0]["city"])
                 for rule in rules:
                     _apply(
@@ -86,6 +88,51 @@ def evaluate(
                         outcome,
                     )
     return outcome
+
+
+def _add_previous_export(
+    conn: psycopg.Connection[tuple[object, ...]], by_device: dict[str, list[Reading]]
+) -> None:
+    """Give each electricity reading its meter's previous export register (for reverse energy).
+
+    The previous reading is the one before it in event time: in the batch, or for the batch's
+    first reading of a meter, in the table (its rows are committed already).
+    """
+    firsts: dict[str, datetime] = {}
+    for meter_id, readings in by_device.items():
+        readings.sort(key=_ts)
+        if readings[0].get("energy_export_kwh") is not None:
+            firsts[meter_id] = _ts(readings[0])
+    previous: dict[str, float] = {}
+    if firsts:
+        ids = sorted(firsts)
+        rows = conn.execute(
+            """
+            SELECT f.meter_id, p.energy_export_kwh
+            FROM unnest(%s::text[], %s::timestamptz[]) AS f (meter_id, ts)
+            CROSS JOIN LATERAL (
+                SELECT energy_export_kwh FROM meter_readings m
+                WHERE m.meter_id = f.meter_id AND m.ts < f.ts
+                ORDER BY m.ts DESC LIMIT 1
+            ) p
+            """,
+            (ids, [firsts[i] for i in ids]),
+        ).fetchall()
+        previous = {str(m): float(e) for m, e in rows if e is not None}  # type: ignore[arg-type]
+    for meter_id, readings in by_device.items():
+        prev: float | None = previous.get(meter_id)
+        enriched: list[Reading] = []
+        for r in readings:
+            enriched.append({**r, "prev_energy_export_kwh": prev})
+            export = r.get("energy_export_kwh")
+            prev = float(export) if isinstance(export, int | float) else prev
+        readings[:] = enriched
+
+
+def _ts(r: Reading) -> datetime:
+    ts = r["ts"]
+    assert isinstance(ts, datetime)
+    return ts
 
 
 def _apply(

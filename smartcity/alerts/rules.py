@@ -108,6 +108,25 @@ def meter_tamper(r: Reading) -> Verdict | None:
     return Verdict(bool(r["tamper"]), f"{r['kind']} meter reports tampering")
 
 
+# The export register counts in 0.001 kWh; a consumer's meter whose export register moved by
+# more than this since its previous reading is running backwards (or was rewired).
+REVERSE_ENERGY_MIN_KWH = 0.002
+
+
+def reverse_energy(r: Reading) -> Verdict | None:
+    """Needs `prev_energy_export_kwh` (the meter's previous reading), added by the engine."""
+    if r["kind"] != "electricity" or r.get("energy_export_kwh") is None:
+        return None
+    prev = r.get("prev_energy_export_kwh")
+    if prev is None:
+        return None  # the meter's first reading: nothing to compare with
+    delta = _f(r, "energy_export_kwh") - float(prev)  # type: ignore[arg-type]
+    return Verdict(
+        delta > REVERSE_ENERGY_MIN_KWH,
+        f"consumer meter exported {delta:.3f} kWh since its previous reading",
+    )
+
+
 # Hold-offs: a few reporting intervals (lamps report every minute, meters every 15 minutes).
 _LAMP_HOLD_OFF_S = 5 * 60.0
 _METER_HOLD_OFF_S = 60 * 60.0
@@ -117,6 +136,7 @@ RULES: tuple[Rule, ...] = (
     Rule("day_burning", "lighting", Severity.MINOR, _LAMP_HOLD_OFF_S, day_burning),
     Rule("supply_loss", "lighting", Severity.CRITICAL, _LAMP_HOLD_OFF_S, supply_loss),
     Rule("meter_tamper", "metering", Severity.MAJOR, _METER_HOLD_OFF_S, meter_tamper),
+    Rule("reverse_energy", "metering", Severity.MAJOR, _METER_HOLD_OFF_S, reverse_energy),
 )
 
 RULES_BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}

@@ -1,4 +1,6 @@
-"""The alerts table: raise, auto-clear, acknowledge, clear.
+"""The alerts table as the rules write it: raise and auto-clear.
+
+Acknowledge and clear (by a person, through the API) are in `smartcity.queries.alerts`.
 
 One open (active or acknowledged) alert per device + rule is enforced by the partial unique
 index `alerts_one_open_per_device_rule`; a raise is one INSERT ... ON CONFLICT DO UPDATE, so
@@ -13,19 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from psycopg.rows import dict_row
-
-from smartcity.errors import SmartCityError
 
 Conn = psycopg.Connection[tuple[object, ...]]
-
-
-class AlertNotFoundError(SmartCityError):
-    """No alert with this id."""
-
-
-class AlertStateError(SmartCityError):
-    """The alert's state does not allow this step (e.g. acknowledging a cleared alert)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,42 +120,3 @@ def open_keys(conn: Conn, domain: str, device_ids: list[str]) -> set[Key]:
         (domain, device_ids),
     ).fetchall()
     return {Key(domain, str(d), str(r)) for d, r in rows}
-
-
-def _transition(conn: Conn, alert_id: int, sql_text: str, params: dict[str, object]) -> None:
-    row = conn.execute(sql_text, {"alert_id": alert_id, **params}).fetchone()
-    if row is not None:
-        return
-    state = conn.execute("SELECT state FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
-    if state is None:
-        raise AlertNotFoundError(f"no alert with id {alert_id}")
-    raise AlertStateError(f"alert {alert_id} is {state[0]}")
-
-
-def acknowledge(conn: Conn, alert_id: int, by: str) -> None:
-    """active → acknowledged, recording who and when."""
-    _transition(
-        conn,
-        alert_id,
-        "UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), "
-        "acknowledged_by = %(by)s WHERE alert_id = %(alert_id)s AND state = 'active' "
-        "RETURNING alert_id",
-        {"by": by},
-    )
-
-
-def clear(conn: Conn, alert_id: int, by: str, reason: str = "cleared by operator") -> None:
-    """active or acknowledged → cleared, recording who, when and why."""
-    _transition(
-        conn,
-        alert_id,
-        "UPDATE alerts SET state = 'cleared', cleared_at = now(), cleared_by = %(by)s, "
-        "clear_reason = %(reason)s WHERE alert_id = %(alert_id)s AND state <> 'cleared' "
-        "RETURNING alert_id",
-        {"by": by, "reason": reason},
-    )
-
-
-def get(conn: Conn, alert_id: int) -> dict[str, object] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
