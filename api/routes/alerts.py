@@ -105,8 +105,8 @@ async def list_alerts(
     city: Annotated[str | None, Query(max_length=64, examples=["astana"])] = None,
     domain: Annotated[Domain | None, Query()] = None,
     rule: Annotated[str | None, Query(max_length=64, examples=["lamp_failure"])] = None,
-    severity: Annotated[Severity | None, Query()] = None,
-    state: Annotated[State | None, Query()] = None,
+    severity: Annotated[Severity | None, Query(examples=["major"])] = None,
+    state: Annotated[State | None, Query(examples=["active"])] = None,
     since: Annotated[
         datetime | None,
         Query(description="Last occurrence at or after.", examples=["2026-11-23T00:00:00Z"]),
@@ -115,7 +115,7 @@ async def list_alerts(
         datetime | None,
         Query(description="First occurrence before.", examples=["2026-11-24T00:00:00Z"]),
     ] = None,
-    before_id: Annotated[int | None, Query(ge=1, le=_ID_MAX)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=_ID_MAX, examples=[17])] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
 ) -> AlertPage:
     """Alerts newest first, filtered by city, domain, rule, severity, state and time.
@@ -158,6 +158,10 @@ _ACT_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such alert (problem+json)."},
     409: {"description": "The alert's state does not allow this step (problem+json)."},
 }
+_CLEAR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ACT_RESPONSES,
+    400: {"description": "The body is not JSON (problem+json)."},
+}
 
 
 async def _after(conn: ConnDep, alert_id: int, done: bool, step: str) -> Alert:
@@ -179,7 +183,7 @@ async def acknowledge(conn: ConnDep, caller: OperatorDep, alert_id: AlertIdPath)
     return await _after(conn, alert_id, done, "acknowledge")
 
 
-@router.post("/{alert_id}/clear", response_model=Alert, responses=_ACT_RESPONSES)
+@router.post("/{alert_id}/clear", response_model=Alert, responses=_CLEAR_RESPONSES)
 async def clear(
     conn: ConnDep,
     caller: OperatorDep,

@@ -39,6 +39,7 @@ def apply(conn: psycopg.Connection[tuple[object, ...]], mode: StorageMode) -> No
             cleared_at       timestamptz,
             cleared_by       text,
             clear_reason     text,
+            delivered_state  text,
             CHECK ((state = 'cleared') = (cleared_at IS NOT NULL))
         )
         """
@@ -53,3 +54,8 @@ def apply(conn: psycopg.Connection[tuple[object, ...]], mode: StorageMode) -> No
     )
     conn.execute("CREATE INDEX ON alerts (city, first_occurrence DESC)")
     conn.execute("CREATE INDEX ON alerts (state, rule)")
+    # Delivery (MQTT) finds what changed since it last published: state <> delivered_state.
+    conn.execute(
+        "CREATE INDEX alerts_undelivered ON alerts (alert_id) "
+        "WHERE delivered_state IS DISTINCT FROM state"
+    )
