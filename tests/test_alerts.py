@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import psycopg
 
-from simulators.lighting import SWITCH_ELEVATION_DEG
+from simulators.lighting import LampFleet
 from smartcity import solar, topics
 from smartcity.bench.mqttload import AckedPublisher
 from smartcity.cities import get_city
@@ -150,9 +150,10 @@ def test_each_rule_fires_from_readings_through_the_broker(settings: Settings) ->
     ]
 
 
-def _switching_day(settings: Settings, lamp_ids: list[str]) -> list[tuple[str, bytes]]:
-    """Lamps switching as a photocell does, every 2 min across dusk and dawn (±90 min)."""
+def _switching_day(settings: Settings, lamps: int) -> list[tuple[str, bytes]]:
+    """The lighting simulator's lamps (no faults), every 2 min across dusk and dawn (±90 min)."""
     city = get_city(CITY)
+    fleet = LampFleet(city, lamps, seed=5)
     day = _night().astimezone(city.tz).date() - timedelta(days=1)
     events = solar.sunrise_sunset(city.lat, city.lon, day, city.tz)
     assert events is not None
@@ -162,16 +163,15 @@ def _switching_day(settings: Settings, lamp_ids: list[str]) -> list[tuple[str, b
     for centre in (sunset, sunrise):
         for k in range(-45, 46):
             t = centre + timedelta(minutes=2 * k)
-            on = solar.elevation_deg(city.lat, city.lon, t) < SWITCH_ELEVATION_DEG
-            for i, lamp_id in enumerate(lamp_ids):
-                volts = 230.0 + ((k * 7 + i * 3) % 11) - 5  # ±5 V of ordinary wobble
-                msgs.append((_lamp_topic(settings, lamp_id), lamp(lamp_id, t, on=on, volts=volts)))
+            for i, spec in enumerate(fleet.lamps):
+                msgs.append(
+                    (_lamp_topic(settings, spec.lamp_id), orjson.dumps(fleet.reading(i, t)))
+                )
     return msgs
 
 
 def test_quiet_on_normal_data_through_dusk_and_dawn(settings: Settings) -> None:
-    lamp_ids = [f"ast-lamp-{i:03d}" for i in range(5)]
-    msgs = _switching_day(settings, lamp_ids)
+    msgs = _switching_day(settings, lamps=10)
     night = _night()
     for k in range(8):
         msgs.append(
