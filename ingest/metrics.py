@@ -43,3 +43,8 @@ class IngestMetrics:
         self.db_errors = Counter(
             "smartcity_ingest_db_errors", "Failed batch writes (retried)", ["kind"], registry=r
         )
+        self.alert_errors = Counter(
+            "smartcity_ingest_alert_errors",
+            "Alert evaluations that failed after a commit (the readings are kept)",
+            registry=r,
+        )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 import structlog
 
+from ingest.alerts_hook import AlertHook
 from ingest.decode import DECODERS, Decoded, Limits, decode
 from ingest.metrics import IngestMetrics
 from ingest.source import Inbound, MqttSource
@@ -87,6 +88,9 @@ class Pipeline:
             max_future_s=settings.ingest_max_future_s,
             max_age_s=settings.ingest_max_age_days * 86400,
         )
+        self._alerts = AlertHook(
+            settings.database_conninfo, self.metrics, enabled=settings.alerts_on_ingest
+        )
         self._entries: list[_Entry] = []
         self._rows_pending = 0
         self._batch_started = 0.0
@@ -151,6 +155,7 @@ class Pipeline:
                     if isinstance(ts, datetime):
                         lag.observe(now - ts.timestamp())
                     break
+        self._alerts.after_commit(batch)  # never raises: see ingest/alerts_hook.py
         self._source.ack([e.msg for e in entries])
         self.metrics.queue_depth.set(self._inbox.qsize())
 
@@ -231,3 +236,4 @@ class Pipeline:
         finally:
             self._source.close()
             self._writer.close()
+            self._alerts.close()

@@ -104,6 +104,21 @@ class Settings(BaseSettings):
         "(register_backwards); covers rounding in the device.",
     )
 
+    # --- alerts --------------------------------------------------------------------------------
+    alerts_on_ingest: bool = Field(
+        default=True,
+        description="Evaluate the per-reading alert rules on every batch the ingest commits.",
+    )
+    alerts_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="Seconds between passes of `smartcity alerts run` (offline sweep, delivery).",
+    )
+    alerts_offline_factor: Annotated[float, Field(ge=1)] = Field(
+        default=3.0,
+        description="A device is offline after this many expected reporting intervals without "
+        "a reading (and back after as many with readings).",
+    )
+
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from smartcity.cli import (
+    alerts,
     apikey,
     backfill,
     bench,
@@ -48,6 +49,7 @@ app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(gtfs.app, name="gtfs")
 app.add_typer(apikey.app, name="apikey")
+app.add_typer(alerts.app, name="alerts")
 app.command("ingest")(serve.ingest)
 app.command("api")(serve.api)
 app.command("demo")(demo.demo)

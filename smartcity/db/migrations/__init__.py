@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import psycopg
 
-from smartcity.db.migrations import m0001_core, m0002_ingest, m0010_rollups, m0030_gtfs, m0040_api
+from smartcity.db.migrations import (
+    m0001_core,
+    m0002_ingest,
+    m0010_rollups,
+    m0020_alerts,
+    m0030_gtfs,
+    m0040_api,
+)
 from smartcity.db.storage import StorageMode
 
 ApplyFn = Callable[[psycopg.Connection[tuple[object, ...]], StorageMode], None]
@@ -33,6 +40,7 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         (
             Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
             Migration(m0002_ingest.VERSION, m0002_ingest.DESCRIPTION, m0002_ingest.apply),
+            Migration(m0020_alerts.VERSION, m0020_alerts.DESCRIPTION, m0020_alerts.apply),
             Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
             Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),

@@ -1,0 +1,50 @@
+"""`smartcity alerts run`: the scheduled rules and delivery, one pass every interval.
+
+Each pass sweeps the `offline` rule (it needs the clock, not a reading) and publishes every
+undelivered alert change. Several loops may run: the sweep is idempotent (one open alert per
+device + rule) and delivery locks what it publishes (SKIP LOCKED). A failed pass (database or
+broker down) is logged and retried on the next one; nothing is lost, since what was not
+delivered stays undelivered in the table.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import psycopg
+import structlog
+
+from smartcity.alerts import delivery, offline
+from smartcity.settings import Settings
+
+log = structlog.get_logger("smartcity.alerts.loop")
+
+
+def one_pass(
+    conn: psycopg.Connection[tuple[object, ...]], settings: Settings, publish: delivery.Publish
+) -> tuple[int, int, int]:
+    """(offline raised or repeated, offline cleared, changes published)."""
+    raised, cleared = offline.sweep(conn, datetime.now(UTC), settings.alerts_offline_factor)
+    published = delivery.deliver_pending(conn, settings.mqtt_topic_root, publish)
+    return raised, cleared, published
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    """Pass after pass until `stop` is set."""
+    log.info("alerts loop started", interval_s=settings.alerts_interval_s)
+    while not stop.is_set():
+        try:
+            with (
+                psycopg.connect(settings.database_conninfo, autocommit=True) as conn,
+                delivery.MqttPublisher(settings.mqtt_host, settings.mqtt_port) as publish,
+            ):
+                while not stop.is_set():
+                    raised, cleared, published = one_pass(conn, settings, publish)
+                    if raised or cleared or published:
+                        log.info("alerts pass", offline=raised, cleared=cleared, sent=published)
+                    stop.wait(settings.alerts_interval_s)
+        except Exception:
+            log.exception("alerts pass failed; retrying", in_s=settings.alerts_interval_s)
+            stop.wait(settings.alerts_interval_s)
+    log.info("alerts loop stopped")
