@@ -19,6 +19,7 @@ from smartcity.db.migrations import (
     m0010_rollups,
     m0020_alerts,
     m0030_gtfs,
+    m0031_transit_live,
     m0040_api,
 )
 from smartcity.db.storage import StorageMode
@@ -42,6 +43,11 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
             Migration(m0002_ingest.VERSION, m0002_ingest.DESCRIPTION, m0002_ingest.apply),
             Migration(m0020_alerts.VERSION, m0020_alerts.DESCRIPTION, m0020_alerts.apply),
             Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
+            Migration(
+                m0031_transit_live.VERSION,
+                m0031_transit_live.DESCRIPTION,
+                m0031_transit_live.apply,
+            ),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
             Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
         ),
