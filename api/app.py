@@ -20,6 +20,8 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.mqtt_link import MqttLink
 from api.ratelimit import TokenBucketLimiter
 from api.routes import alerts, commands, devices, health, lighting, live, meters
+from api.routes.gtfs_rt import router as gtfs_rt_router
+from api.routes.transit import router as transit_router
 from smartcity import __version__
 from smartcity.settings import Settings
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
         meters.router,
         live.router,
         alerts.router,
+        transit_router,
+        gtfs_rt_router,
     ):
         app.include_router(router)
     # Added inside out: the last added runs first. Metrics see every response, 413s included.
