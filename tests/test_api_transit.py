@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 
 from simulators.gtfs import Network
 from smartcity.settings import Settings
+from smartcity.transit.gtfs_import import import_feed
 from tests.apidata import ready_client
+from tests.gtfs_feeds import BULLRUNNER
 from tests.transitdata import Fix, Prediction, add_fixes, add_predictions, import_sim_feed
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -241,3 +243,38 @@ def test_resident_endpoints_are_rate_limited_per_client(settings: Settings, net:
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_a_live_run_of_a_frequency_based_trip_replaces_the_nearest_scheduled_run(
+    client: TestClient, settings: Settings
+) -> None:
+    """USF Bull Runner: trip 1 leaves every 10 minutes and reaches stop 102 176 s in."""
+    import_feed(settings.database_conninfo, BULLRUNNER, feed_id="usf")
+    ny = ZoneInfo("America/New_York")
+    monday = date(2019, 2, 25)
+    at = datetime(2019, 2, 25, 8, 5, tzinfo=ny)
+    run = datetime(2019, 2, 25, 8, 12, 56, tzinfo=ny)  # the 08:10 run at stop 102
+    add_predictions(
+        settings,
+        [
+            Prediction(
+                "1", monday, 5, "102", "A", "usf-bus-1", run + timedelta(seconds=70), 25.0, run,
+                at - timedelta(seconds=3), feed_id="usf",
+            )
+        ],
+    )  # fmt: skip
+    resp = client.get(
+        "/v1/stops/102/arrivals", params={"at": at.isoformat(), "feed": "usf", "limit": 40}
+    )
+    assert resp.status_code == 200, resp.text
+    runs = [
+        (datetime.fromisoformat(a["time"]), a["live"])
+        for a in resp.json()["arrivals"]
+        if a["trip_id"] == "1"
+    ]
+    assert runs[:3] == [
+        (run + timedelta(seconds=70), True),
+        (run + timedelta(minutes=10), False),
+        (run + timedelta(minutes=20), False),
+    ]
+    assert all(a["frequency_based"] for a in resp.json()["arrivals"] if not a["live"])
