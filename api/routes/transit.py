@@ -286,7 +286,13 @@ async def get_stops_near(
         ),
     ],
     radius_m: Annotated[
-        float, Query(gt=0, le=schedule.MAX_NEAR_RADIUS_M, description="Search radius, metres.")
+        float,
+        Query(
+            gt=0,
+            le=schedule.MAX_NEAR_RADIUS_M,
+            description="Search radius, metres.",
+            examples=[500],
+        ),
     ] = 500.0,
     limit: Annotated[int, Query(ge=1, le=100, description="At most this many stops.")] = 20,
     lang: LangQuery = None,
