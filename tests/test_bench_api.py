@@ -32,6 +32,10 @@ def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
             "2",
             "--seconds",
             "0.5",
+            "--buses",
+            "20",
+            "--bus-routes",
+            "2",
             "--json",
         ],
         env=env,
@@ -39,7 +43,11 @@ def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == 0
-    for route in ("/v1/devices/{domain}/{device_id}", "/v1/lighting/summary"):
+    for route in (
+        "/v1/devices/{domain}/{device_id}",
+        "/v1/lighting/summary",
+        "/v1/stops/{stop_id}/arrivals",
+    ):
         figures = report[route]
         assert figures["requests"] > 0
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]

@@ -10,9 +10,10 @@ What it does, all on 127.0.0.1:
    over keep-alive connections (httpx2, the test extra); every non-2xx answer is an error;
 4. stops the API and drops the database (unless `--keep-db`).
 
-Routes measured now: device detail (a random lamp each time) and the lighting summary. The
-district-energy aggregate and stop arrivals join when those routes exist (issues 5 and the
-transit issue). The MQTT broker must be reachable (the API's readiness needs it).
+Routes measured now: device detail (a random lamp each time), the lighting summary and stop
+arrivals (a random stop with live predictions each time, among `--buses` tracked buses on the
+simulator's Shymkent network: see `transit_fill.py`). The district-energy aggregate joins when
+that route exists (issue 5). The MQTT broker must be reachable (the API's readiness needs it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from smartcity.bench.transit_fill import fill_transit
 from smartcity.db import storage
 from smartcity.db.connect import connect, database_name, with_database
 from smartcity.db.migrate import migrate
@@ -46,6 +48,7 @@ from smartcity.settings import Settings
 
 DEVICE_ROUTE = "/v1/devices/{domain}/{device_id}"
 SUMMARY_ROUTE = "/v1/lighting/summary"
+ARRIVALS_ROUTE = "/v1/stops/{stop_id}/arrivals"
 READY_TIMEOUT_S = 60.0
 
 
@@ -187,6 +190,8 @@ async def _load(
 def command(
     lamps: Annotated[int, typer.Option(min=1, help="Lamps with history in the database.")] = 10000,
     readings: Annotated[int, typer.Option(min=1, help="Hourly readings per lamp.")] = 24,
+    buses: Annotated[int, typer.Option(min=1, help="Live buses with predictions.")] = 800,
+    bus_routes: Annotated[int, typer.Option(min=1, help="Routes of the bus network.")] = 30,
     concurrency: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 32,
     seconds: Annotated[float, typer.Option(min=0.5, help="Load time per route.")] = 10.0,
     keep_db: Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")] = False,
@@ -212,6 +217,9 @@ def command(
         at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         console.print(f"filling {bench_db}: {lamps} lamps × {readings} readings …")
         _fill(conninfo, lamps, readings, at)
+        # Transit: its own section of the database (the timetable and the live buses).
+        console.print(f"filling {bench_db}: the Shymkent timetable and {buses} live buses …")
+        arrival_stops = fill_transit(conninfo, buses, datetime.now(UTC), routes=bus_routes)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             key = create_key(conn, "bench", Role.VIEWER)
         port = free_port()
@@ -224,7 +232,14 @@ def command(
         ]
         summary_paths = [f"{SUMMARY_ROUTE}?city=astana&window_s=3600"]
         results: dict[str, RouteResult] = {}
-        for route, paths in ((DEVICE_ROUTE, device_paths), (SUMMARY_ROUTE, summary_paths)):
+        arrival_paths = [
+            f"/v1/stops/{rng.choice(arrival_stops)}/arrivals?lang=kk" for _ in range(1000)
+        ]
+        for route, paths in (
+            (DEVICE_ROUTE, device_paths),
+            (SUMMARY_ROUTE, summary_paths),
+            (ARRIVALS_ROUTE, arrival_paths),
+        ):
             console.print(f"loading {route}: {concurrency} clients for {seconds:g} s …")
             asyncio.run(_load(base, key, paths[:50], 2, 1.0))  # warm up pool and caches
             cpu_before = _cpu_s(proc.pid)
@@ -253,6 +268,8 @@ def command(
     report["config"] = {
         "lamps": lamps,
         "readings_per_lamp": readings,
+        "live_buses": buses,
+        "bus_routes": bus_routes,
         "concurrency": concurrency,
         "seconds_per_route": seconds,
         "cpus": os.cpu_count(),
