@@ -87,5 +87,8 @@ def fill_transit(
             FROM vehicle_positions
             """
         )
+        # As autovacuum would leave them after a while: statistics, and visibility maps that
+        # let index-only scans skip the heap.
+        conn.execute("VACUUM (ANALYZE) gtfs_stop_times, gtfs_trips, gtfs_translations")
         conn.execute("ANALYZE")
     return sorted({str(p[4]) for p in predictions})

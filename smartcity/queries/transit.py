@@ -70,6 +70,11 @@ ORDER BY a.feed_id, r.route_sort_order NULLS LAST, r.route_short_name, r.route_i
 # additions, minus calendar_dates removals. Trips in frequencies.txt are templates: their
 # stop_times give the offsets from the trip's first stop, and a trip starts every headway
 # from start_time while before end_time.
+#
+# Speed (the stop-arrivals endpoint runs this on every request): the stop's timed trips are
+# read by a range scan of the (version_id, stop_id, departure_s) index between `after_s` and
+# `before_s`, not the whole day's; frequency templates (few) are read apart; names are
+# translated only for the rows kept by LIMIT.
 _DEPARTURES_SQL = """
 WITH active AS (
     SELECT version_id, feed_id FROM gtfs_active_versions
@@ -88,25 +93,41 @@ WITH active AS (
     SELECT d.version_id, d.service_id
     FROM gtfs_calendar_dates d JOIN active a ON a.version_id = d.version_id
     WHERE d.date = %(day)s AND d.exception_type = 2
-), at_stop AS (
+), templates AS (
+    SELECT DISTINCT f.version_id, f.trip_id
+    FROM gtfs_frequencies f JOIN active a ON a.version_id = f.version_id
+), candidates AS (
     SELECT st.version_id, st.trip_id, st.stop_sequence, st.departure_s, st.stop_headsign,
-           t.route_id, t.trip_headsign, t.direction_id
-    FROM services sv
-    JOIN gtfs_trips t ON t.version_id = sv.version_id AND t.service_id = sv.service_id
-    JOIN gtfs_stop_times st ON st.version_id = t.version_id AND st.trip_id = t.trip_id
-    WHERE st.stop_id = %(stop_id)s
-      AND coalesce(st.pickup_type, 0) <> 1
-      -- the trip's last stop is where it ends, not a departure
-      AND EXISTS (SELECT 1 FROM gtfs_stop_times nx
-                  WHERE nx.version_id = st.version_id AND nx.trip_id = st.trip_id
-                    AND nx.stop_sequence > st.stop_sequence)
-), expanded AS (
-    SELECT s.*, s.departure_s AS dep_s, false AS frequency_based
-    FROM at_stop s
-    WHERE NOT EXISTS (SELECT 1 FROM gtfs_frequencies f
-                      WHERE f.version_id = s.version_id AND f.trip_id = s.trip_id)
+           st.pickup_type, false AS frequency_based
+    FROM active a
+    JOIN gtfs_stop_times st ON st.version_id = a.version_id AND st.stop_id = %(stop_id)s
+    WHERE st.departure_s >= %(after_s)s
+      AND st.departure_s < coalesce(%(before_s)s::int, 2147483647)
+      AND NOT EXISTS (SELECT 1 FROM templates f
+                      WHERE f.version_id = st.version_id AND f.trip_id = st.trip_id)
     UNION ALL
-    SELECT s.*, g.trip_start_s + (s.departure_s - origin.departure_s) AS dep_s, true
+    SELECT st.version_id, st.trip_id, st.stop_sequence, st.departure_s, st.stop_headsign,
+           st.pickup_type, true
+    FROM templates f
+    JOIN gtfs_stop_times st ON st.version_id = f.version_id AND st.trip_id = f.trip_id
+    WHERE st.stop_id = %(stop_id)s
+), at_stop AS (
+    SELECT c.version_id, c.trip_id, c.stop_sequence, c.departure_s, c.stop_headsign,
+           c.frequency_based, t.route_id, t.trip_headsign, t.direction_id
+    FROM candidates c
+    JOIN gtfs_trips t ON t.version_id = c.version_id AND t.trip_id = c.trip_id
+    JOIN services sv ON sv.version_id = t.version_id AND sv.service_id = t.service_id
+    WHERE coalesce(c.pickup_type, 0) <> 1
+      -- the trip's last stop is where it ends, not a departure (one backward index probe)
+      AND c.stop_sequence < (SELECT nx.stop_sequence FROM gtfs_stop_times nx
+                             WHERE nx.version_id = c.version_id AND nx.trip_id = c.trip_id
+                             ORDER BY nx.stop_sequence DESC LIMIT 1)
+), expanded AS (
+    SELECT s.*, s.departure_s AS dep_s
+    FROM at_stop s
+    WHERE NOT s.frequency_based
+    UNION ALL
+    SELECT s.*, g.trip_start_s + (s.departure_s - origin.departure_s) AS dep_s
     FROM at_stop s
     JOIN gtfs_frequencies f ON f.version_id = s.version_id AND f.trip_id = s.trip_id
     CROSS JOIN LATERAL (
@@ -115,28 +136,33 @@ WITH active AS (
         ORDER BY x.stop_sequence LIMIT 1
     ) origin
     CROSS JOIN LATERAL generate_series(f.start_s, f.end_s - 1, f.headway_s) AS g(trip_start_s)
+    WHERE s.frequency_based
+), next AS (
+    SELECT e.*, a.feed_id
+    FROM expanded e
+    JOIN active a ON a.version_id = e.version_id
+    WHERE e.dep_s >= %(after_s)s AND e.dep_s < coalesce(%(before_s)s::int, 2147483647)
+    ORDER BY e.dep_s, a.feed_id, e.route_id, e.trip_id
+    LIMIT %(limit)s
 )
-SELECT a.feed_id, e.trip_id, e.route_id,
-       gtfs_translate(e.version_id, 'routes', 'route_short_name', r.route_id,
+SELECT n.feed_id, n.trip_id, n.route_id,
+       gtfs_translate(n.version_id, 'routes', 'route_short_name', r.route_id,
                       r.route_short_name, %(lang)s) AS route_short_name,
        coalesce(
-           gtfs_translate(e.version_id, 'stop_times', 'stop_headsign', e.trip_id,
-                          e.stop_headsign, %(lang)s, e.stop_sequence::text),
-           gtfs_translate(e.version_id, 'trips', 'trip_headsign', e.trip_id,
-                          e.trip_headsign, %(lang)s)) AS headsign,
-       e.direction_id, e.stop_sequence, e.dep_s AS departure_s,
+           gtfs_translate(n.version_id, 'stop_times', 'stop_headsign', n.trip_id,
+                          n.stop_headsign, %(lang)s, n.stop_sequence::text),
+           gtfs_translate(n.version_id, 'trips', 'trip_headsign', n.trip_id,
+                          n.trip_headsign, %(lang)s)) AS headsign,
+       n.direction_id, n.stop_sequence, n.dep_s AS departure_s,
        -- GTFS times count from noon minus 12 h, local time, which is midnight except on
        -- days when the clocks change.
        ((%(day)s::date + time '12:00') AT TIME ZONE g.agency_timezone)
-           - interval '12 hours' + make_interval(secs => e.dep_s) AS departure_at,
-       e.frequency_based
-FROM expanded e
-JOIN active a ON a.version_id = e.version_id
-JOIN gtfs_routes r ON r.version_id = e.version_id AND r.route_id = e.route_id
+           - interval '12 hours' + make_interval(secs => n.dep_s) AS departure_at,
+       n.frequency_based
+FROM next n
+JOIN gtfs_routes r ON r.version_id = n.version_id AND r.route_id = n.route_id
 JOIN gtfs_agencies g ON g.version_id = r.version_id AND g.agency_id = r.agency_id
-WHERE e.dep_s >= %(after_s)s
-ORDER BY e.dep_s, a.feed_id, e.route_id, e.trip_id
-LIMIT %(limit)s
+ORDER BY n.dep_s, n.feed_id, n.route_id, n.trip_id
 """
 
 
@@ -227,13 +253,15 @@ async def stop_departures(
     service_date: date,
     *,
     after_s: int = 0,
+    before_s: int | None = None,
     limit: int | None = None,
     lang: str | None = None,
     feed_id: str | None = None,
 ) -> list[ScheduledDeparture]:
     """Scheduled departures from a stop on a service date, in time order.
 
-    `after_s` (seconds after the service day's midnight) skips earlier ones. Trips past
+    `after_s` (seconds after the service day's midnight) skips earlier ones, `before_s` later
+    ones (a time window keeps the work small on a busy stop). Trips past
     midnight belong to the day they started on, so a late-night bus appears under the
     previous service date with `departure_s` beyond 86,400.
     """
@@ -241,6 +269,7 @@ async def stop_departures(
         "stop_id": stop_id,
         "day": service_date,
         "after_s": after_s,
+        "before_s": before_s,
         "limit": limit,
         "lang": lang,
         "feed_id": feed_id,

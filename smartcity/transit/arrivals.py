@@ -10,6 +10,7 @@ there a live run replaces the scheduled run of that trip nearest to it in time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -17,10 +18,14 @@ from zoneinfo import ZoneInfo
 from smartcity.queries import transit as schedule
 from smartcity.queries import transit_live as live_q
 from smartcity.queries.transit_live import Conn, StopInfo
+from smartcity.transit.gtfs_fields import MAX_SERVICE_TIME_S
 
 # The service day starts at noon minus 12 hours (GTFS); trips after midnight belong to the day
 # before, so yesterday's timetable is read too.
 _NOON = time(12)
+# How far ahead the timetable is read: a resident asks about the next buses, and the window
+# keeps the work per request small on a busy stop (a range scan instead of the whole day).
+HORIZON = timedelta(hours=3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,8 @@ async def next_arrivals(
     limit: int,
     lang: str | None = None,
 ) -> list[Arrival]:
-    """Up to `limit` next arrivals at `stop` after `at`, soonest first."""
+    """Up to `limit` next arrivals at `stop` after `at` (the timetable's within `HORIZON`),
+    soonest first."""
     live = await live_q.live_arrivals(
         conn, stop.feed_id, stop.stop_id, at, max_age, limit=limit, lang=lang
     )
@@ -62,11 +68,20 @@ async def next_arrivals(
     today = at.astimezone(tz).date()
     planned: list[tuple[date, schedule.ScheduledDeparture]] = []
     for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
-        if day > today and len(planned) >= limit:
-            break  # tomorrow's first buses only when tonight's do not fill the list
-        after_s = max(0, int((at - service_day_origin(day, tz)).total_seconds()))
+        origin = service_day_origin(day, tz)
+        after_s = max(0, math.ceil((at - origin).total_seconds()))
+        before_s = math.ceil((at + HORIZON - origin).total_seconds())
+        if before_s <= 0 or after_s >= MAX_SERVICE_TIME_S:
+            continue  # the window misses this service day
         rows = await schedule.stop_departures(
-            conn, stop.stop_id, day, after_s=after_s, limit=limit, lang=lang, feed_id=stop.feed_id
+            conn,
+            stop.stop_id,
+            day,
+            after_s=after_s,
+            before_s=before_s,
+            limit=limit,
+            lang=lang,
+            feed_id=stop.feed_id,
         )
         planned += [(day, r) for r in rows]
 

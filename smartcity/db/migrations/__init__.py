@@ -20,6 +20,7 @@ from smartcity.db.migrations import (
     m0020_alerts,
     m0030_gtfs,
     m0031_transit_live,
+    m0034_gtfs_translate_fast,
     m0040_api,
 )
 from smartcity.db.storage import StorageMode
@@ -47,6 +48,11 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
                 m0031_transit_live.VERSION,
                 m0031_transit_live.DESCRIPTION,
                 m0031_transit_live.apply,
+            ),
+            Migration(
+                m0034_gtfs_translate_fast.VERSION,
+                m0034_gtfs_translate_fast.DESCRIPTION,
+                m0034_gtfs_translate_fast.apply,
             ),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
             Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
