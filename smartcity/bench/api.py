@@ -38,7 +38,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from smartcity.bench.transit_fill import fill_transit
+from smartcity.bench.transit_fill import fill_transit, freshen_transit
 from smartcity.db import storage
 from smartcity.db.connect import connect, database_name, with_database
 from smartcity.db.migrate import migrate
@@ -241,6 +241,8 @@ def command(
             (ARRIVALS_ROUTE, arrival_paths),
         ):
             console.print(f"loading {route}: {concurrency} clients for {seconds:g} s …")
+            if route == ARRIVALS_ROUTE:
+                freshen_transit(conninfo, datetime.now(UTC))  # live predictions, not stale
             asyncio.run(_load(base, key, paths[:50], 2, 1.0))  # warm up pool and caches
             cpu_before = _cpu_s(proc.pid)
             result = asyncio.run(_load(base, key, paths, concurrency, seconds))

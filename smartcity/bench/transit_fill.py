@@ -92,3 +92,38 @@ def fill_transit(
         conn.execute("VACUUM (ANALYZE) gtfs_stop_times, gtfs_trips, gtfs_translations")
         conn.execute("ANALYZE")
     return sorted({str(p[4]) for p in predictions})
+
+
+def freshen_transit(conninfo: str, at: datetime) -> None:
+    """Move every fix and prediction forward so that the newest fix is 1 s old at `at`.
+
+    The fill happens minutes before the stop-arrivals load starts (the other routes are
+    measured first), and the API uses only predictions whose GPS is at most 90 s old: without
+    this the load would measure the timetable-only path.
+    """
+    with connect(conninfo, autocommit=True) as conn:
+        mode = storage.read_mode(conn)
+        storage.ensure_partitions(conn, mode, "vehicle_positions", {storage.day_of(at)})
+        row = conn.execute("SELECT max(position_ts) FROM transit_predictions").fetchone()
+        if row is None or not isinstance(row[0], datetime):
+            return
+        shift = at - timedelta(seconds=1) - row[0]
+        with conn.transaction():
+            conn.execute(
+                """
+                UPDATE transit_predictions SET position_ts = position_ts + %(s)s,
+                    made_at = made_at + %(s)s, predicted_arrival = predicted_arrival + %(s)s,
+                    scheduled_arrival = scheduled_arrival + %(s)s
+                """,
+                {"s": shift},
+            )
+            conn.execute("UPDATE vehicle_positions SET ts = ts + %(s)s", {"s": shift})
+            conn.execute(
+                """
+                UPDATE devices SET first_seen = first_seen + %(s)s,
+                    last_seen = last_seen + %(s)s, status_ts = status_ts + %(s)s
+                WHERE domain = 'transit'
+                """,
+                {"s": shift},
+            )
+        conn.execute("VACUUM (ANALYZE) transit_predictions, devices")
