@@ -66,11 +66,18 @@ async def next_arrivals(
     )
     tz = ZoneInfo(stop.timezone)
     today = at.astimezone(tz).date()
+    # With `limit` live arrivals in hand, only timetable runs before the last of them can
+    # still make the list: a much smaller window at a busy stop. (Their own scheduled times
+    # stay inside it, so a live frequency-based run still finds its scheduled twin.)
+    until = at + HORIZON
+    if len(live) >= limit:
+        last = max(max(p.predicted_arrival, p.scheduled_arrival) for p in live)
+        until = min(until, last + timedelta(seconds=1))
     planned: list[tuple[date, schedule.ScheduledDeparture]] = []
     for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
         origin = service_day_origin(day, tz)
         after_s = max(0, math.ceil((at - origin).total_seconds()))
-        before_s = math.ceil((at + HORIZON - origin).total_seconds())
+        before_s = math.ceil((until - origin).total_seconds())
         if before_s <= 0 or after_s >= MAX_SERVICE_TIME_S:
             continue  # the window misses this service day
         rows = await schedule.stop_departures(
