@@ -83,6 +83,19 @@ async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _bad_value(_request: Request, exc: Exception) -> JSONResponse:
+    # SQLSTATE class 22: a value from the request that the database cannot hold, such as a
+    # NUL character in a text parameter or a number out of range. The request is at fault,
+    # not the server; the value itself is not echoed.
+    log.info("request value refused by the database", error_type=type(exc).__name__)
+    return problem(
+        422,
+        "Invalid request",
+        "A parameter holds a value that cannot be stored or compared (for example a NUL "
+        "character or a number out of range); remove it and retry.",
+    )
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", error_type=type(exc).__name__)
     return problem(500, "Internal Server Error", "The server failed; the error has been logged.")
@@ -94,4 +107,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _unavailable)
     app.add_exception_handler(psycopg.OperationalError, _unavailable)
     app.add_exception_handler(BrokerUnavailableError, _unavailable)
+    app.add_exception_handler(psycopg.DataError, _bad_value)
     app.add_exception_handler(Exception, _unexpected)

@@ -40,6 +40,12 @@ def test_404_405_422_are_problems(client: TestClient) -> None:
     _problem(client.get("/v1/lighting/summary", params={"at": "0001-01-01T00:00:00Z"}), 422)
 
 
+def test_values_the_database_cannot_hold_are_422(settings: Settings, client: TestClient) -> None:
+    h = auth(make_key(settings, Role.VIEWER))
+    body = _problem(client.get("/v1/alerts", params={"city": "ast\x00ana"}, headers=h), 422)
+    assert "NUL" in str(body["detail"])
+
+
 def test_bad_command_bodies_are_422(settings: Settings, client: TestClient) -> None:
     h = auth(make_key(settings, Role.OPERATOR))
     url = "/v1/lighting/lamps/ast-lamp-000001/command"

@@ -14,10 +14,10 @@ from tests.rollup_reference import CITY, Row, write_lamps
 NOW = datetime(2026, 5, 20, 9, 30, tzinfo=UTC)
 
 
-def _rows() -> list[Row]:
+def _rows(start: datetime = datetime(2026, 5, 14, tzinfo=UTC)) -> list[Row]:
     rows: list[Row] = []
     for h in range(6 * 24 + 9):  # 14 May 00:00 to 20 May 08:00, hourly, three lamps
-        ts = datetime(2026, 5, 14, tzinfo=UTC) + timedelta(hours=h)
+        ts = start + timedelta(hours=h)
         for lamp in range(3):
             e = 1000.0 + 50 * h
             rows.append(
@@ -120,7 +120,10 @@ def test_the_maintain_loop_keeps_folding_in_and_stops_when_told(database_url: st
     thread = threading.Thread(target=run, args=(settings, stop), name="test-maintain")
     thread.start()
     try:
-        rows = _rows()
+        # Recent readings: the loop applies the default retention to the real clock, which
+        # would drop fixed dates once they are older than it (and race the folding).
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = _rows(today - timedelta(days=2))
         write_lamps(database_url, rows[:3])
 
         def lamp_rows() -> int:
