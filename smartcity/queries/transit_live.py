@@ -31,7 +31,14 @@ SELECT a.feed_id, s.stop_id, s.stop_code,
        s.stop_lat AS lat, s.stop_lon AS lon,
        -- every agency of a feed shares one time zone (a GTFS rule the import checks)
        (SELECT g.agency_timezone FROM gtfs_agencies g
-        WHERE g.version_id = s.version_id ORDER BY g.agency_id LIMIT 1) AS timezone
+        WHERE g.version_id = s.version_id ORDER BY g.agency_id LIMIT 1) AS timezone,
+       -- The stop's latest departure time of any service day (one backward index probe), so
+       -- that a day whose window starts later is not read at all; unknown (NULL) where
+       -- frequencies.txt repeats trips beyond their template's times.
+       CASE WHEN NOT EXISTS (SELECT 1 FROM gtfs_frequencies f WHERE f.version_id = s.version_id)
+       THEN (SELECT st.departure_s FROM gtfs_stop_times st
+             WHERE st.version_id = s.version_id AND st.stop_id = s.stop_id
+             ORDER BY st.departure_s DESC LIMIT 1) END AS last_departure_s
 FROM gtfs_active_versions a
 JOIN gtfs_stops s ON s.version_id = a.version_id AND s.stop_id = %(stop_id)s
 WHERE %(feed_id)s::text IS NULL OR a.feed_id = %(feed_id)s
@@ -157,6 +164,7 @@ class StopInfo:
     lat: float | None
     lon: float | None
     timezone: str
+    last_departure_s: int | None  # of any service day; None: not known (frequencies)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,8 @@ async def next_arrivals(
         origin = service_day_origin(day, tz)
         after_s = max(0, math.ceil((at - origin).total_seconds()))
         before_s = math.ceil((until - origin).total_seconds())
-        if before_s <= 0 or after_s >= MAX_SERVICE_TIME_S:
+        last_s = MAX_SERVICE_TIME_S if stop.last_departure_s is None else stop.last_departure_s
+        if before_s <= 0 or after_s > last_s:
             continue  # the window misses this service day
         rows = await schedule.stop_departures(
             conn,
