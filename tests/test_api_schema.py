@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -30,6 +31,7 @@ from smartcity.security import Role
 from smartcity.settings import Settings
 from tests.apidata import make_key, serving
 from tests.helpers import wait_until
+from tests.transitdata import import_sim_feed
 
 AnyCase = Case[APIOperation[Any, Any, Any, Any]]
 NIGHT = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
@@ -72,8 +74,9 @@ schema = schemathesis.openapi.from_dict(SCHEMA_DOC, config=CONFIG).exclude(path=
 
 
 @pytest.fixture
-def live_api(settings: Settings) -> Iterator[str]:
+def live_api(settings: Settings, tmp_path: Path) -> Iterator[str]:
     _fill(settings)
+    import_sim_feed(settings, tmp_path, routes=2)  # stops s0001 …: the examples' s0042 exists
     # The rate limit is tested elsewhere; here it would turn most requests into 429s.
     unlimited = settings.model_copy(update={"api_rate_limit_burst": 1_000_000})
     with serving(create_app(unlimited)) as base:
