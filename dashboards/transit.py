@@ -123,8 +123,9 @@ ON_TIME_BY_ROUTE = (
     f"FROM stop_arrivals s WHERE {_ARRIVALS} GROUP BY 1 ORDER BY 1"
 )
 
-# The active GTFS version of each arrival's feed, for joins by primary key.
-_ACTIVE = "JOIN gtfs_active_versions v ON v.feed_id = s.feed_id"
+# The active GTFS version of the city's feed (a city's buses run the trips of the feed named
+# after it, migration 31), computed once, so the joins below are primary-key lookups.
+_VERSION = "(SELECT version_id FROM gtfs_active_versions WHERE feed_id = '$city')"
 
 # Consecutive arrivals of one route and direction at one stop, in the order observed; the
 # scheduled headway is that of the same two trips (so a swap of two buses, a negative
@@ -132,8 +133,8 @@ _ACTIVE = "JOIN gtfs_active_versions v ON v.feed_id = s.feed_id"
 _LOW, _HIGH = HEADWAY_BAND
 _HEADWAYS = (
     "WITH a AS (SELECT s.route_id, t.direction_id, s.stop_id, s.arrived_at, s.scheduled_arrival "
-    f"FROM stop_arrivals s {_ACTIVE} "
-    "JOIN gtfs_trips t ON t.version_id = v.version_id AND t.trip_id = s.trip_id "
+    "FROM stop_arrivals s "
+    f"JOIN gtfs_trips t ON t.version_id = {_VERSION} AND t.trip_id = s.trip_id "
     f"WHERE {_ARRIVALS}), "
     "h AS (SELECT route_id, "
     "extract(epoch FROM arrived_at - lag(arrived_at) OVER w) AS observed_s, "
@@ -159,30 +160,30 @@ HEADWAY_BY_ROUTE = (
 # Stop-to-stop runs: from leaving one stop (arriving, if the departure was not seen) to
 # arriving at the next stop of the same trip; distances and scheduled times from the feed.
 SLOWEST = (
-    "WITH r AS (SELECT s.feed_id, s.trip_id, s.route_id, s.stop_sequence, s.stop_id, "
+    "WITH r AS (SELECT s.trip_id, s.route_id, s.stop_sequence, s.stop_id, "
     "s.arrived_at, lag(s.stop_sequence) OVER w AS prev_seq, lag(s.stop_id) OVER w AS prev_stop, "
     "lag(coalesce(s.departed_at, s.arrived_at)) OVER w AS prev_left "
     f"FROM stop_arrivals s WHERE {_ARRIVALS} "
     "WINDOW w AS (PARTITION BY s.feed_id, s.trip_id, s.start_date ORDER BY s.stop_sequence)), "
-    "seg AS (SELECT r.route_id, v.version_id, r.prev_stop, r.stop_id, "
+    "seg AS (SELECT r.route_id, r.prev_stop, r.stop_id, "
     "extract(epoch FROM r.arrived_at - r.prev_left) AS run_s, "
     "b.dist_m - a.dist_m AS dist_m, b.arrival_s - a.departure_s AS scheduled_s "
-    f"FROM r JOIN gtfs_active_versions v ON v.feed_id = r.feed_id "
-    "JOIN gtfs_stop_times a ON a.version_id = v.version_id AND a.trip_id = r.trip_id "
+    f"FROM r JOIN gtfs_stop_times a ON a.version_id = {_VERSION} AND a.trip_id = r.trip_id "
     "AND a.stop_sequence = r.prev_seq "
-    "JOIN gtfs_stop_times b ON b.version_id = v.version_id AND b.trip_id = r.trip_id "
+    f"JOIN gtfs_stop_times b ON b.version_id = {_VERSION} AND b.trip_id = r.trip_id "
     "AND b.stop_sequence = r.stop_sequence "
-    "WHERE r.prev_seq = r.stop_sequence - 1 AND r.arrived_at > r.prev_left) "
-    "SELECT seg.route_id AS route, "
-    "coalesce(f.stop_name, seg.prev_stop) AS from_stop, "
-    "coalesce(t.stop_name, seg.stop_id) AS to_stop, count(*) AS runs, "
-    "3.6 * sum(seg.dist_m) / sum(seg.run_s) AS speed_kmh, avg(seg.run_s) AS run_s, "
-    "avg(seg.scheduled_s) AS scheduled_s, avg(seg.run_s - seg.scheduled_s) AS lost_s "
-    "FROM seg "
-    "LEFT JOIN gtfs_stops f ON f.version_id = seg.version_id AND f.stop_id = seg.prev_stop "
-    "LEFT JOIN gtfs_stops t ON t.version_id = seg.version_id AND t.stop_id = seg.stop_id "
-    "GROUP BY seg.route_id, seg.prev_stop, seg.stop_id, f.stop_name, t.stop_name "
-    f"ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}"
+    "WHERE r.prev_seq = r.stop_sequence - 1 AND r.arrived_at > r.prev_left), "
+    "agg AS (SELECT route_id, prev_stop, stop_id, count(*) AS runs, "
+    "3.6 * sum(dist_m) / sum(run_s) AS speed_kmh, avg(run_s) AS run_s, "
+    "avg(scheduled_s) AS scheduled_s, avg(run_s - scheduled_s) AS lost_s "
+    "FROM seg GROUP BY route_id, prev_stop, stop_id "
+    f"ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}) "
+    "SELECT agg.route_id AS route, coalesce(f.stop_name, agg.prev_stop) AS from_stop, "
+    "coalesce(t.stop_name, agg.stop_id) AS to_stop, agg.runs, agg.speed_kmh, agg.run_s, "
+    "agg.scheduled_s, agg.lost_s FROM agg "
+    f"LEFT JOIN gtfs_stops f ON f.version_id = {_VERSION} AND f.stop_id = agg.prev_stop "
+    f"LEFT JOIN gtfs_stops t ON t.version_id = {_VERSION} AND t.stop_id = agg.stop_id "
+    "ORDER BY agg.speed_kmh"
 )
 
 
