@@ -202,7 +202,7 @@ def build() -> dm.Dashboard:
     board.row("Open alerts")
     board.add(
         table_panel(
-            "Open alerts",
+            "Open alerts, most urgent first",
             OPEN_TABLE,
             description=f"Most urgent first, then oldest; at most {OPEN_TABLE_LIMIT} rows.",
         ),
