@@ -11,8 +11,8 @@ ETA accuracy by bucket is not on this dashboard: `transit_predictions` holds onl
 prediction of each downstream stop and the tracker replaces it as the bus moves, so once a
 stop is reached nothing records what was predicted for it 3, 6 or 10 minutes earlier. Scoring
 predictions against `stop_arrivals` needs the tracker to keep samples of its predictions by
-horizon; until then the figure comes from `smartcity bench` against the simulator's ground
-truth (docs/benchmarks.md), not from Grafana.
+horizon; until then ETA accuracy is scored against the simulator's ground-truth arrivals
+(DESIGN.md, Targets), not in Grafana.
 """
 
 from __future__ import annotations
