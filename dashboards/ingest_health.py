@@ -87,7 +87,8 @@ MESSAGES_PER_S = [
 ]
 QUEUE_DEPTH = [
     ("sum(smartcity_ingest_queue_depth)", "queued"),
-    (f"sum(rate(smartcity_ingest_db_errors_total{_RATE}))", "failed batch writes/s"),
+    # A labelled counter has no series before its first error: 0 then, not an empty line.
+    (f"sum(rate(smartcity_ingest_db_errors_total{_RATE})) or vector(0)", "failed batch writes/s"),
 ]
 
 
