@@ -63,6 +63,16 @@ def test_compose_runs_prometheus_scraping_the_ingest_and_the_api() -> None:
     assert "prometheus-data" in compose["volumes"]
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing; install it with 'apt-get install prometheus'")
+    checked = subprocess.run(
+        [promtool, "check", "config", str(ROOT / config_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     config = _yaml(config_path.removeprefix("./"))
     targets = {
         job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
