@@ -110,12 +110,14 @@ MEDIAN_DELAY = (
     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.delay_s) AS median_delay_s "
     f"FROM stop_arrivals s WHERE {_ARRIVALS}"
 )
+# One pass over the arrivals (per 15 minutes), then one row per class for the time series.
 PUNCTUALITY_OVER_TIME = (
-    "SELECT $__timeGroupAlias(s.arrived_at, '15m'), c.metric, "
-    "100.0 * count(*) FILTER (WHERE c.hit) / count(*) AS value "
-    "FROM stop_arrivals s CROSS JOIN LATERAL (VALUES "
-    f"('early', {_EARLY}), ('on time', {_ON_TIME}), ('late', {_LATE})) AS c(metric, hit) "
-    f"WHERE {_ARRIVALS} GROUP BY 1, 2 ORDER BY 1, 2"
+    "WITH b AS (SELECT $__timeGroupAlias(s.arrived_at, '15m'), count(*) AS n, "
+    f"count(*) FILTER (WHERE {_EARLY}) AS early, count(*) FILTER (WHERE {_ON_TIME}) AS on_time, "
+    f"count(*) FILTER (WHERE {_LATE}) AS late FROM stop_arrivals s WHERE {_ARRIVALS} "
+    'GROUP BY 1) SELECT b."time", c.metric, 100.0 * c.hits / b.n AS value FROM b '
+    "CROSS JOIN LATERAL (VALUES ('early', b.early), ('on time', b.on_time), "
+    "('late', b.late)) AS c(metric, hits) ORDER BY 1, 2"
 )
 ON_TIME_BY_ROUTE = (
     "SELECT s.route_id AS route, "
@@ -133,9 +135,8 @@ _VERSION = "(SELECT version_id FROM gtfs_active_versions WHERE feed_id = '$city'
 _LOW, _HIGH = HEADWAY_BAND
 _HEADWAYS = (
     "WITH a AS (SELECT s.route_id, t.direction_id, s.stop_id, s.arrived_at, s.scheduled_arrival "
-    "FROM stop_arrivals s "
-    f"JOIN gtfs_trips t ON t.version_id = {_VERSION} AND t.trip_id = s.trip_id "
-    f"WHERE {_ARRIVALS}), "
+    "FROM stop_arrivals s JOIN (SELECT trip_id, direction_id FROM gtfs_trips "
+    f"WHERE version_id = {_VERSION}) AS t ON t.trip_id = s.trip_id WHERE {_ARRIVALS}), "
     "h AS (SELECT route_id, "
     "extract(epoch FROM arrived_at - lag(arrived_at) OVER w) AS observed_s, "
     "extract(epoch FROM scheduled_arrival - lag(scheduled_arrival) OVER w) AS scheduled_s "
@@ -158,32 +159,36 @@ HEADWAY_BY_ROUTE = (
 )
 
 # Stop-to-stop runs: from leaving one stop (arriving, if the departure was not seen) to
-# arriving at the next stop of the same trip; distances and scheduled times from the feed.
+# arriving at the next stop of the same trip. Aggregated per route and stop pair first; the
+# pair's distance along the shape then comes from the feed for one trip that runs it (the
+# same for every trip of that route and direction), and the time lost against the schedule
+# compares arrival-to-arrival times, observed and scheduled, so no per-run feed lookup.
 SLOWEST = (
-    "WITH r AS (SELECT s.trip_id, s.route_id, s.stop_sequence, s.stop_id, "
-    "s.arrived_at, lag(s.stop_sequence) OVER w AS prev_seq, lag(s.stop_id) OVER w AS prev_stop, "
+    "WITH r AS (SELECT s.trip_id, s.route_id, s.stop_sequence, s.stop_id, s.arrived_at, "
+    "s.scheduled_arrival, lag(s.stop_sequence) OVER w AS prev_seq, "
+    "lag(s.stop_id) OVER w AS prev_stop, lag(s.arrived_at) OVER w AS prev_arrived, "
+    "lag(s.scheduled_arrival) OVER w AS prev_scheduled, "
     "lag(coalesce(s.departed_at, s.arrived_at)) OVER w AS prev_left "
     f"FROM stop_arrivals s WHERE {_ARRIVALS} "
     "WINDOW w AS (PARTITION BY s.feed_id, s.trip_id, s.start_date ORDER BY s.stop_sequence)), "
-    "seg AS (SELECT r.route_id, r.prev_stop, r.stop_id, "
-    "extract(epoch FROM r.arrived_at - r.prev_left) AS run_s, "
-    "b.dist_m - a.dist_m AS dist_m, b.arrival_s - a.departure_s AS scheduled_s "
-    f"FROM r JOIN gtfs_stop_times a ON a.version_id = {_VERSION} AND a.trip_id = r.trip_id "
-    "AND a.stop_sequence = r.prev_seq "
-    f"JOIN gtfs_stop_times b ON b.version_id = {_VERSION} AND b.trip_id = r.trip_id "
-    "AND b.stop_sequence = r.stop_sequence "
-    "WHERE r.prev_seq = r.stop_sequence - 1 AND r.arrived_at > r.prev_left), "
     "agg AS (SELECT route_id, prev_stop, stop_id, count(*) AS runs, "
-    "3.6 * sum(dist_m) / sum(run_s) AS speed_kmh, avg(run_s) AS run_s, "
-    "avg(scheduled_s) AS scheduled_s, avg(run_s - scheduled_s) AS lost_s "
-    "FROM seg GROUP BY route_id, prev_stop, stop_id "
-    f"ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}) "
-    "SELECT agg.route_id AS route, coalesce(f.stop_name, agg.prev_stop) AS from_stop, "
-    "coalesce(t.stop_name, agg.stop_id) AS to_stop, agg.runs, agg.speed_kmh, agg.run_s, "
-    "agg.scheduled_s, agg.lost_s FROM agg "
-    f"LEFT JOIN gtfs_stops f ON f.version_id = {_VERSION} AND f.stop_id = agg.prev_stop "
-    f"LEFT JOIN gtfs_stops t ON t.version_id = {_VERSION} AND t.stop_id = agg.stop_id "
-    "ORDER BY agg.speed_kmh"
+    "sum(extract(epoch FROM arrived_at - prev_left)) AS run_sum_s, "
+    "avg(extract(epoch FROM (arrived_at - prev_arrived) - (scheduled_arrival - prev_scheduled))) "
+    "AS lost_s, min(trip_id) AS trip_id, min(stop_sequence) AS stop_sequence "
+    "FROM r WHERE prev_seq = stop_sequence - 1 AND arrived_at > prev_left "
+    "GROUP BY route_id, prev_stop, stop_id), "
+    "seg AS (SELECT agg.*, (SELECT b.dist_m - a.dist_m FROM gtfs_stop_times a "
+    "JOIN gtfs_stop_times b ON b.version_id = a.version_id AND b.trip_id = a.trip_id "
+    "AND b.stop_sequence = a.stop_sequence + 1 "
+    f"WHERE a.version_id = {_VERSION} AND a.trip_id = agg.trip_id "
+    "AND a.stop_sequence = agg.stop_sequence - 1) AS dist_m FROM agg) "
+    "SELECT seg.route_id AS route, coalesce(f.stop_name, seg.prev_stop) AS from_stop, "
+    "coalesce(t.stop_name, seg.stop_id) AS to_stop, seg.runs, "
+    "3.6 * seg.dist_m * seg.runs / seg.run_sum_s AS speed_kmh, "
+    "seg.run_sum_s / seg.runs AS run_s, seg.lost_s FROM seg "
+    f"LEFT JOIN gtfs_stops f ON f.version_id = {_VERSION} AND f.stop_id = seg.prev_stop "
+    f"LEFT JOIN gtfs_stops t ON t.version_id = {_VERSION} AND t.stop_id = seg.stop_id "
+    f"WHERE seg.dist_m IS NOT NULL ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}"
 )
 
 
@@ -309,7 +314,7 @@ def build() -> dm.Dashboard:
             SLOWEST,
             description="Stop-to-stop runs in the range, slowest mean speed first: distance "
             "along the shape ÷ time from leaving one stop to reaching the next; lost_s is the "
-            "mean run time beyond the schedule's.",
+            "mean arrival-to-arrival time beyond the schedule's.",
         ),
         width=24,
         height=10,

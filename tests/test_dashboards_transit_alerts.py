@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import statistics
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -139,6 +140,7 @@ def test_transit_panels_show_the_arrivals_and_positions_written(
         assert speeds == sorted(speeds)
         assert 1 < speeds[0] < 60
         assert all(r[3] >= 1 for r in slowest)
+        assert all(r[5] > 0 for r in slowest)
 
         # Live: the newest fix of each bus that reported within the live window.
         live = _run(conn, sql["Live buses"], rng, every)
@@ -210,3 +212,54 @@ def test_alert_panels_count_and_time_what_happened(database_url: str) -> None:
         assert len(open_rows) == fleet.faulty
         assert {r[2] for r in open_rows} == {"lamp_failure"}
         assert all(r[5] == "active" for r in open_rows)
+
+
+# A city of 800 buses (docs: ~1 M stop arrivals a day) has about 30 times the test fleet's
+# arrivals in a 3-hour range; copies of the test's arrivals, each a bus DENSITY_SHIFT_S later,
+# give the punctuality panels that much to read.
+CITY_DENSITY = 30
+DENSITY_SHIFT_S = 20
+
+
+@pytest.mark.slow
+def test_transit_panels_at_city_density(database_url: str, tmp_path: Path) -> None:
+    """Prints each transit panel's time at city density (docs/benchmarks.md); fails only when
+    one exceeds the check's statement timeout or reads stop_arrivals without its index."""
+    from dashboards.check import STATEMENT_TIMEOUT_MS, check_queries
+
+    now = datetime.now(UTC)
+    fill_transit(database_url, now, tmp_path)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO stop_arrivals (feed_id, trip_id, start_date, stop_sequence, stop_id, "
+            "route_id, vehicle_id, city, arrived_at, departed_at, scheduled_arrival) "
+            "SELECT feed_id, trip_id, start_date - k, stop_sequence, stop_id, route_id, "
+            "vehicle_id || '-' || k, city, arrived_at + k * %(shift)s * interval '1 s', "
+            "departed_at + k * %(shift)s * interval '1 s', "
+            "scheduled_arrival + k * %(shift)s * interval '1 s' "
+            "FROM stop_arrivals, generate_series(1, %(copies)s) AS k",
+            {"shift": DENSITY_SHIFT_S, "copies": CITY_DENSITY - 1},
+        )
+        conn.commit()
+        conn.execute("ANALYZE stop_arrivals")
+        sql, data = _panels("transit.json")
+        rng = TimeRange.relative(data["time"]["from"], "now", now)
+        every = {"city": "astana", "route": "'r01','r02'"}
+        in_range = conn.execute(
+            "SELECT count(*) FROM stop_arrivals WHERE arrived_at BETWEEN %s AND %s",
+            (rng.start, rng.end),
+        ).fetchone()
+        assert in_range is not None
+        print(f"\nstop_arrivals in the 3 h range: {in_range[0]}")
+        for title, text in sql.items():
+            expanded = expand(text, rng, every, timescaledb=False)
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                conn.execute(expanded).fetchall()
+                runs.append(time.perf_counter() - started)
+            elapsed_ms = 1000 * statistics.median(runs)
+            print(f"{title:50s} {elapsed_ms:8.1f} ms")
+            assert elapsed_ms < STATEMENT_TIMEOUT_MS, title
+    problems = check_queries(database_url, {"transit.json": data}, now=now)
+    assert not [p for p in problems if "sequential scan" in p.message], problems
