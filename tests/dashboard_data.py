@@ -165,21 +165,31 @@ def around_the_clock(net: Network) -> Network:
 
 
 def recent_trips(net: Network, now: datetime, hours: float) -> Network:
-    """`net` with only the trips of the service running at `now` that ran within the last
-    `hours` (the simulator then drives just those; the feed imported is this network)."""
+    """`net` with only the trips that ran within the last `hours` before `now` (the simulator
+    then drives just those; the feed imported is this network): those of the service day
+    running at `now` and, just after its 03:00 start, the late ones of the day before."""
     from simulators.transit import SERVICE_DAY_OFFSET_S
 
     local = now.astimezone(get_city(net.city).tz) - timedelta(seconds=SERVICE_DAY_OFFSET_S)
     now_s = local.hour * 3600 + local.minute * 60 + local.second + SERVICE_DAY_OFFSET_S
-    services = {s for s, weekdays in net.services.items() if local.weekday() in weekdays}
+    frames = [  # (services running that service day, `now` in its seconds)
+        ({s for s, days in net.services.items() if local.weekday() in days}, now_s),
+        (
+            {s for s, days in net.services.items() if (local.weekday() - 1) % 7 in days},
+            now_s + 86400,
+        ),
+    ]
     return replace(
         net,
         trips={
             trip_id: trip
             for trip_id, trip in net.trips.items()
-            if trip.service_id in services
-            and trip.departure_s[0] <= now_s
-            and trip.arrival_s[-1] >= now_s - hours * 3600
+            if any(
+                trip.service_id in services
+                and trip.departure_s[0] <= at_s
+                and trip.arrival_s[-1] >= at_s - hours * 3600
+                for services, at_s in frames
+            )
         },
     )
 
