@@ -13,11 +13,16 @@ SQL (against a database with data, e.g. the one the simulators filled):
   The plan is taken with `enable_seqscan = off`: on a small test database the planner rightly
   prefers scanning a few pages, so what we check is that an index path exists for the query
   (PostgreSQL still plans a sequential scan, disabled or not, when none does).
+
+Prometheus queries (no Prometheus runs here, so PromQL is not executed): every `smartcity_…`
+series a query names is one the ingest's or the API's metrics registry exposes, so a renamed
+metric cannot leave a panel silently empty.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,8 +35,19 @@ from psycopg import sql as pgsql
 from dashboards.build import JSON_DIR, sdk_runtime, stale_files
 from dashboards.macros import MacroError, TimeRange, expand, quote
 
-# Raw time-series tables (and the dead-letter store): never scanned whole by a dashboard.
-RAW_TABLES = frozenset({"lighting_readings", "meter_readings", "vehicle_positions", "dead_letters"})
+# Tables that grow with time — the raw time series, the dead-letter store, the observed stop
+# arrivals (~1 M rows a day in a city of 800 buses) and the alert history: never scanned whole
+# by a dashboard.
+RAW_TABLES = frozenset(
+    {
+        "lighting_readings",
+        "meter_readings",
+        "vehicle_positions",
+        "dead_letters",
+        "stop_arrivals",
+        "alerts",
+    }
+)
 # A query this slow on the test database is a problem in itself.
 STATEMENT_TIMEOUT_MS = 10_000
 
@@ -180,12 +196,65 @@ def check_queries(
             variables, var_problems = _variables(conn, data, time_range, timescaledb)
             problems += var_problems
             for panel in panels(data):
-                for target in panel.get("targets", []):
+                for target in filter(_is_sql, panel.get("targets", [])):
                     title = f"{panel.get('title')} [{target.get('refId')}]"
                     problems += _check_target(
                         conn, name, title, target, time_range, variables, timescaledb
                     )
     return problems
+
+
+_PROM_SERIES = re.compile(r"\bsmartcity_[a-z0-9_]+\b")
+# The series names a metric family of each type exposes (prometheus_client's text format).
+_SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def exposed_series() -> frozenset[str]:
+    """Every series name the ingest and the API expose on /metrics."""
+    # Imported here: only this check needs the processes' metric definitions.
+    from api.metrics import ApiMetrics
+    from ingest.metrics import IngestMetrics
+
+    names: set[str] = set()
+    for registry in (IngestMetrics().registry, ApiMetrics().registry):
+        for family in registry.collect():
+            names.update(family.name + suffix for suffix in _SERIES_SUFFIXES[family.type])
+    return frozenset(names)
+
+
+def check_prometheus(dashboards: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Each Prometheus target has an expression naming only series our processes expose."""
+    from dashboards.sql import PROMETHEUS_TYPE
+
+    exposed = exposed_series()
+    problems: list[Problem] = []
+    for data in dashboards.values():
+        name = str(data.get("title"))
+        for panel in panels(data):
+            for target in panel.get("targets", []):
+                if (target.get("datasource") or {}).get("type") != PROMETHEUS_TYPE:
+                    continue
+                title = f"{panel.get('title')} [{target.get('refId')}]"
+                expr = str(target.get("expr") or "")
+                series = _PROM_SERIES.findall(expr)
+                if not series:
+                    problems.append(Problem(name, title, "PromQL names no smartcity_ series"))
+                for unknown in sorted(set(series) - exposed):
+                    message = f"series {unknown} is not exposed by the ingest or the API"
+                    problems.append(Problem(name, title, message))
+    return problems
+
+
+def _is_sql(target: dict[str, Any]) -> bool:
+    from dashboards.sql import PROMETHEUS_TYPE
+
+    return (target.get("datasource") or {}).get("type") != PROMETHEUS_TYPE
 
 
 def _check_target(
@@ -237,6 +306,7 @@ def check_all(
     problems = check_committed(directory)
     for name, data in dashboards.items():
         problems += check_structure(name, data)
+    problems += check_prometheus(dashboards)
     if conninfo is not None:
         problems += check_queries(conninfo, dashboards, now=now or datetime.now(UTC))
     return problems

@@ -1,18 +1,30 @@
-"""Ingest health, from the database: what was committed, what was rejected, and how late.
+"""Ingest health: messages/s, what was committed and rejected, how late, and what waits.
 
-What the database can tell: rows committed per minute by feed (from `ingested_at`, indexed on
-every raw table), dead letters by reason, and the event-to-commit lag `ingested_at − ts`.
-That lag approximates publish→commit: it also contains the device's own delay and clock
-error, because the broker's publish time is not recorded. Messages/s and queue depth live in
-the ingest's Prometheus metrics (port 9108) and need a Prometheus datasource, which the
-deployment does not run yet.
+From the database: rows committed per minute by feed (from `ingested_at`, indexed on every
+raw table), dead letters by reason, and the event-to-commit lag `ingested_at − ts`. That lag
+approximates publish→commit: it also contains the device's own delay and clock error, because
+the broker's publish time is not recorded.
+
+From the ingest's Prometheus metrics (ingest/metrics.py, scraped by the deployment's
+Prometheus, dashboards/provisioning/datasources/prometheus.yaml): messages/s taken from the
+broker (a SenML gateway pack is one message and many rows, so this differs from rows/s),
+the queue of messages received but not yet batched (a process gauge the database never
+sees), and the receive→commit and publish→commit latency histograms. The database cannot
+give these honestly, so they are not approximated from it.
 """
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards.panels import Board, stat_panel, table_panel, timeseries_panel
+from dashboards.panels import (
+    Board,
+    prom_timeseries_panel,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
+)
+from dashboards.sql import prometheus_datasource
 
 UID = "smartcity-ingest-health"
 
@@ -67,6 +79,30 @@ REJECTED_BY_REASON = (
 )
 
 
+# PromQL over the ingest's metrics; sums over instances, so N workers read as one ingest.
+_RATE = "[$__rate_interval]"
+MESSAGES_PER_S = [
+    (f"sum by (feed) (rate(smartcity_ingest_messages_total{_RATE}))", "{{feed}}"),
+    (f"sum by (reason) (rate(smartcity_ingest_rejected_total{_RATE}))", "rejected: {{reason}}"),
+]
+QUEUE_DEPTH = [
+    ("sum(smartcity_ingest_queue_depth)", "queued"),
+    # A labelled counter has no series before its first error: 0 then, not an empty line.
+    (f"sum(rate(smartcity_ingest_db_errors_total{_RATE})) or vector(0)", "failed batch writes/s"),
+]
+
+
+def _p99(histogram: str) -> str:
+    return f"histogram_quantile(0.99, sum by (le) (rate({histogram}_bucket{_RATE})))"
+
+
+COMMIT_LATENCY = [
+    (_p99("smartcity_ingest_publish_to_commit_seconds"), "publish→commit p99"),
+    (_p99("smartcity_ingest_receive_to_commit_seconds"), "receive→commit p99"),
+    (_p99("smartcity_ingest_flush_seconds"), "batch write p99"),
+]
+
+
 def build() -> dm.Dashboard:
     board = Board(
         uid=UID,
@@ -76,6 +112,44 @@ def build() -> dm.Dashboard:
         default_from="now-1h",
         refresh="30s",
     )
+    board.row("Ingest process (Prometheus)")
+    board.add(
+        prom_timeseries_panel(
+            "Messages per second, by feed; rejected by reason",
+            MESSAGES_PER_S,
+            unit="reqps",
+            description="MQTT messages taken from the broker per feed, and messages sent to "
+            "dead_letters per reason (smartcity_ingest_messages / _rejected).",
+        ),
+        width=12,
+        height=8,
+        source=prometheus_datasource(),
+    )
+    board.add(
+        prom_timeseries_panel(
+            "Publish→commit latency p99",
+            COMMIT_LATENCY,
+            unit="s",
+            description="publish→commit: from the reading's event time to its commit (the "
+            "device's clock and delay included); receive→commit: from arrival at the ingest.",
+        ),
+        width=6,
+        height=8,
+        source=prometheus_datasource(),
+    )
+    board.add(
+        prom_timeseries_panel(
+            "Queue depth",
+            QUEUE_DEPTH,
+            description="Messages received but not yet batched (bounded by "
+            "SMARTCITY_INGEST_QUEUE_MAX; a full queue holds the broker back), and failed "
+            "batch writes (retried).",
+        ),
+        width=6,
+        height=8,
+        source=prometheus_datasource(),
+    )
+    board.row("Committed and rejected (database)")
     board.add(
         stat_panel(
             "Rows committed",

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from grafana_foundation_sdk.builders import bargauge, common, geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    geomap,
+    prometheus,
+    stat,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as geomap_models
 
-from dashboards.sql import Format, Sql, datasource
+from dashboards.sql import Format, Sql, datasource, prometheus_datasource
 
 # Grafana's grid is 24 columns wide.
 GRID_COLUMNS = 24
@@ -54,11 +62,19 @@ class Board:
     def row(self, title: str) -> None:
         self._builder.with_row(db.Row(title).id(self._take_id()))
 
-    def add(self, panel: PanelBuilder, *, width: int, height: int) -> None:
+    def add(
+        self,
+        panel: PanelBuilder,
+        *,
+        width: int,
+        height: int,
+        source: dm.DataSourceRef | None = None,
+    ) -> None:
+        """Place `panel`; it reads the PostgreSQL datasource unless `source` says otherwise."""
         if not 0 < width <= GRID_COLUMNS:
             raise ValueError(f"panel width {width} is outside 1..{GRID_COLUMNS}")
         self._builder.with_panel(
-            panel.id(self._take_id()).datasource(datasource()).span(width).height(height)
+            panel.id(self._take_id()).datasource(source or datasource()).span(width).height(height)
         )
 
     def build(self) -> dm.Dashboard:
@@ -115,6 +131,31 @@ def timeseries_panel(
         .fill_opacity(10)
         .show_points(common_models.VisibilityMode.NEVER)
     )
+
+
+def prom_timeseries_panel(
+    title: str, queries: list[tuple[str, str]], *, unit: str = "none", description: str = ""
+) -> timeseries.Panel:
+    """A time series of PromQL `queries`, each (expression, legend); put it on the board with
+    `source=prometheus_datasource()`."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .fill_opacity(10)
+        .show_points(common_models.VisibilityMode.NEVER)
+    )
+    for i, (expr, legend) in enumerate(queries):
+        panel.with_target(
+            prometheus.Dataquery()
+            .datasource(prometheus_datasource())
+            .expr(expr)
+            .legend_format(legend)
+            .range()
+            .ref_id(chr(ord("A") + i))
+        )
+    return panel
 
 
 def table_panel(title: str, sql: str, *, description: str = "") -> table.Panel:

@@ -1,8 +1,9 @@
 """`smartcity dashboards push`: upload the committed dashboards to a running Grafana.
 
 Uses grafana-client (the maintained successor of grafana-api). Each dashboard is saved with
-`overwrite`, so pushing again updates it in place (same uid). The datasource uid in the
-queries is rewritten when the target Grafana's PostgreSQL datasource has another uid.
+`overwrite`, so pushing again updates it in place (same uid). The datasource uids in the
+queries are rewritten when the target Grafana's PostgreSQL or Prometheus datasource has
+another uid.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboards.check import load, panels
-from dashboards.sql import DATASOURCE_UID, PLUGIN_TYPE
+from dashboards.sql import DATASOURCE_UID, PLUGIN_TYPE, PROMETHEUS_TYPE, PROMETHEUS_UID
 from smartcity.errors import ServiceUnavailableError
 
 
@@ -23,13 +24,17 @@ class Pushed:
     url: str
 
 
-def with_datasource(data: dict[str, Any], uid: str) -> dict[str, Any]:
-    """A copy of `data` whose PostgreSQL references point at datasource `uid`."""
+def with_datasource(
+    data: dict[str, Any], uid: str, prometheus_uid: str = PROMETHEUS_UID
+) -> dict[str, Any]:
+    """A copy of `data` whose PostgreSQL references point at datasource `uid`, and whose
+    Prometheus references at `prometheus_uid`."""
     out = copy.deepcopy(data)
+    uids = {PLUGIN_TYPE: uid, PROMETHEUS_TYPE: prometheus_uid}
 
     def fix(ref: Any) -> None:
-        if isinstance(ref, dict) and ref.get("type") == PLUGIN_TYPE:
-            ref["uid"] = uid
+        if isinstance(ref, dict) and ref.get("type") in uids:
+            ref["uid"] = uids[ref["type"]]
 
     for panel in panels(out):
         fix(panel.get("datasource"))
@@ -41,7 +46,12 @@ def with_datasource(data: dict[str, Any], uid: str) -> dict[str, Any]:
 
 
 def push(
-    url: str, token: str, *, datasource_uid: str = DATASOURCE_UID, folder_uid: str | None = None
+    url: str,
+    token: str,
+    *,
+    datasource_uid: str = DATASOURCE_UID,
+    prometheus_uid: str = PROMETHEUS_UID,
+    folder_uid: str | None = None,
 ) -> list[Pushed]:
     from grafana_client.api import GrafanaApi
     from grafana_client.client import GrafanaException
@@ -50,7 +60,7 @@ def push(
     pushed: list[Pushed] = []
     for data in load().values():
         body: dict[str, Any] = {
-            "dashboard": {**with_datasource(data, datasource_uid), "id": None},
+            "dashboard": {**with_datasource(data, datasource_uid, prometheus_uid), "id": None},
             "overwrite": True,
             "message": "smartcity dashboards push",
         }

@@ -22,8 +22,18 @@ PLUGIN_TYPE = "grafana-postgresql-datasource"
 DATASOURCE_UID = "smartcity-pg"
 
 
+# The provisioned Prometheus datasource (dashboards/provisioning/datasources/prometheus.yaml),
+# which scrapes the ingest's and the API's /metrics.
+PROMETHEUS_TYPE = "prometheus"
+PROMETHEUS_UID = "smartcity-prometheus"
+
+
 def datasource(uid: str = DATASOURCE_UID) -> DataSourceRef:
     return DataSourceRef(type_val=PLUGIN_TYPE, uid=uid)
+
+
+def prometheus_datasource(uid: str = PROMETHEUS_UID) -> DataSourceRef:
+    return DataSourceRef(type_val=PROMETHEUS_TYPE, uid=uid)
 
 
 class Format(StrEnum):

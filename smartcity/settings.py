@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     ingest_metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         default=9108, description="Prometheus metrics port of the ingest process; 0 disables it."
     )
+    ingest_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the ingest's metrics endpoint listens on; 0.0.0.0 in a container "
+        "that Prometheus scrapes from another one (docker-compose.yml).",
+    )
     ingest_share_group: str = Field(
         default="smartcity-ingest",
         pattern=r"^[A-Za-z0-9_.-]*$",

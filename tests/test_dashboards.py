@@ -17,7 +17,7 @@ from dashboards.check import check_committed, check_queries, check_structure, lo
 from dashboards.macros import MacroError, TimeRange, expand
 from dashboards.registry import DASHBOARDS
 from smartcity.cli import app
-from tests.dashboard_data import Fleet, fill
+from tests.dashboard_data import Fleet, fill, fill_alerts, fill_transit
 
 
 def test_committed_json_equals_what_build_generates() -> None:
@@ -83,12 +83,17 @@ def test_unknown_macros_and_variables_are_errors(sql: str) -> None:
 
 
 @pytest.mark.slow
-def test_dashboards_check_passes_on_a_database_the_fleet_filled(database_url: str) -> None:
+def test_dashboards_check_passes_on_a_database_the_fleet_filled(
+    database_url: str, tmp_path: Any
+) -> None:
     fleet = Fleet()
-    readings = fill(database_url, datetime.now(UTC), fleet)
+    now = datetime.now(UTC)
+    readings = fill(database_url, now, fleet)
     assert (
         readings == fleet.lamps * (fleet.minutes + 1 + fleet.history_readings) - fleet.silent * 30
     )
+    assert fill_transit(database_url, now, tmp_path) > 0
+    assert fill_alerts(database_url, now) == fleet.faulty
     result = CliRunner().invoke(
         app, ["dashboards", "check", "--database-url", database_url], terminal_width=200
     )

@@ -79,21 +79,27 @@ def refusing_grafana() -> Iterator[FakeGrafana]:
     yield from _serve(401)
 
 
-def _datasource_uids(node: Any) -> set[str]:
+def _datasource_uids(node: Any, kind: str = PLUGIN_TYPE) -> set[str]:
     if isinstance(node, dict):
-        found = {str(node["uid"])} if node.get("type") == PLUGIN_TYPE and "uid" in node else set()
+        found = {str(node["uid"])} if node.get("type") == kind and "uid" in node else set()
         for value in node.values():
-            found |= _datasource_uids(value)
+            found |= _datasource_uids(value, kind)
         return found
     if isinstance(node, list):
-        return set().union(*(_datasource_uids(v) for v in node)) if node else set()
+        return set().union(*(_datasource_uids(v, kind) for v in node)) if node else set()
     return set()
 
 
 def test_push_saves_every_dashboard_with_overwrite_and_the_given_datasource(
     grafana: FakeGrafana,
 ) -> None:
-    pushed = push(grafana.url, TOKEN, datasource_uid="their-postgres", folder_uid="city")
+    pushed = push(
+        grafana.url,
+        TOKEN,
+        datasource_uid="their-postgres",
+        prometheus_uid="their-prometheus",
+        folder_uid="city",
+    )
     assert len(pushed) == len(DASHBOARDS)
     assert len(grafana.requests) == len(DASHBOARDS)
     for path, auth, body in grafana.requests:
@@ -103,6 +109,9 @@ def test_push_saves_every_dashboard_with_overwrite_and_the_given_datasource(
         assert body["folderUid"] == "city"
         assert body["dashboard"]["id"] is None
         assert _datasource_uids(body["dashboard"]) == {"their-postgres"}
+        assert _datasource_uids(body["dashboard"], "prometheus") in (set(), {"their-prometheus"})
+    ingest = next(b for _, _, b in grafana.requests if b["dashboard"]["title"] == "Ingest health")
+    assert _datasource_uids(ingest["dashboard"], "prometheus") == {"their-prometheus"}
     assert {p.url for p in pushed} == {f"/d/{p.uid}/x" for p in pushed}
 
 

@@ -61,11 +61,21 @@ def push(
     datasource_uid: Annotated[
         str, typer.Option(help="uid of the PostgreSQL datasource in that Grafana.")
     ] = "smartcity-pg",
+    prometheus_uid: Annotated[
+        str,
+        typer.Option(help="uid of the Prometheus datasource (ingest health) in that Grafana."),
+    ] = "smartcity-prometheus",
     folder_uid: Annotated[str | None, typer.Option(help="Folder to save into.")] = None,
 ) -> None:
     """Upload every committed dashboard to a running Grafana (overwriting by uid)."""
     from dashboards.push import push as run_push
 
     console = Console()
-    for pushed in run_push(url, token, datasource_uid=datasource_uid, folder_uid=folder_uid):
+    for pushed in run_push(
+        url,
+        token,
+        datasource_uid=datasource_uid,
+        prometheus_uid=prometheus_uid,
+        folder_uid=folder_uid,
+    ):
         console.print(f"pushed {pushed.title} ({pushed.uid}) → {pushed.url}", highlight=False)

@@ -67,7 +67,11 @@ def _run_ingest_worker(settings: Settings, worker: int | None) -> None:
         stop_with_parent(stop)
     metrics = IngestMetrics()
     if settings.ingest_metrics_port:
-        start_http_server(settings.ingest_metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        start_http_server(
+            settings.ingest_metrics_port,
+            addr=settings.ingest_metrics_host,
+            registry=metrics.registry,
+        )
     Pipeline(settings, metrics).run(stop)
 
 

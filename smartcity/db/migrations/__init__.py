@@ -22,6 +22,7 @@ from smartcity.db.migrations import (
     m0031_transit_live,
     m0034_gtfs_translate_fast,
     m0040_api,
+    m0051_dashboard_indexes,
 )
 from smartcity.db.storage import StorageMode
 
@@ -56,6 +57,11 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
             ),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
             Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
+            Migration(
+                m0051_dashboard_indexes.VERSION,
+                m0051_dashboard_indexes.DESCRIPTION,
+                m0051_dashboard_indexes.apply,
+            ),
         ),
         key=lambda m: m.version,
     )
