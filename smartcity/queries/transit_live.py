@@ -130,12 +130,13 @@ WITH v AS (SELECT version_id FROM gtfs_active_versions WHERE feed_id = %(feed_id
 tz AS (
     SELECT g.agency_timezone FROM gtfs_agencies g JOIN v ON g.version_id = v.version_id
     ORDER BY g.agency_id LIMIT 1
+),
+freq AS (
+    SELECT DISTINCT f.trip_id FROM gtfs_frequencies f JOIN v ON f.version_id = v.version_id
 )
 SELECT p.trip_id, p.start_date, p.route_id, p.vehicle_id, p.stop_sequence, p.stop_id,
        p.predicted_arrival, p.uncertainty_s, p.scheduled_arrival, p.position_ts,
-       CASE WHEN EXISTS (SELECT 1 FROM gtfs_frequencies f JOIN v ON f.version_id = v.version_id
-                         WHERE f.trip_id = p.trip_id)
-       THEN (
+       CASE WHEN fq.trip_id IS NOT NULL THEN (
            SELECT round(extract(epoch FROM p.scheduled_arrival
                   - (((p.start_date + time '12:00') AT TIME ZONE (SELECT agency_timezone FROM tz))
                      - interval '12 hours')))::int
@@ -150,6 +151,7 @@ SELECT p.trip_id, p.start_date, p.route_id, p.vehicle_id, p.stop_sequence, p.sto
            ) first
        ) END AS frequency_start_s
 FROM transit_predictions p
+LEFT JOIN freq fq ON fq.trip_id = p.trip_id
 WHERE p.feed_id = %(feed_id)s AND p.position_ts >= %(at)s - %(max_age)s
 ORDER BY p.trip_id, p.start_date, p.stop_sequence
 """
