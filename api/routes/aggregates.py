@@ -127,7 +127,10 @@ OffsetQuery = Annotated[
 ]
 FormatQuery = Annotated[
     Literal["json", "csv"] | None,
-    Query(description="`csv` for a spreadsheet download (or send `Accept: text/csv`)."),
+    Query(
+        description="`csv` for a spreadsheet download (or send `Accept: text/csv`).",
+        examples=["csv"],
+    ),
 ]
 
 
