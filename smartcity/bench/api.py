@@ -46,6 +46,10 @@ from smartcity.settings import Settings
 
 DEVICE_ROUTE = "/v1/devices/{domain}/{device_id}"
 SUMMARY_ROUTE = "/v1/lighting/summary"
+ENERGY_ROUTE = "/v1/aggregates/lighting"
+# The acceptance measurement: 30 days of 10,000 lamps (issue 8).
+CANONICAL_LAMPS = 10_000
+CANONICAL_DAYS = 30
 READY_TIMEOUT_S = 60.0
 
 
@@ -184,12 +188,154 @@ async def _load(
     return result
 
 
+@dataclass
+class EnergyRun:
+    """The district-energy measurement and what ran alongside it."""
+
+    result: RouteResult
+    path: str
+    history: dict[str, Any]
+    live_rows: int  # lamp readings the ingest stored while the clients ran
+
+
+def _sub_env(conninfo: str, root: str, settings: Settings, client_id: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SMARTCITY_DATABASE_URL": conninfo,
+        "SMARTCITY_MQTT_TOPIC_ROOT": root,
+        "SMARTCITY_MQTT_HOST": settings.mqtt_host,
+        "SMARTCITY_MQTT_PORT": str(settings.mqtt_port),
+        "SMARTCITY_INGEST_CLIENT_ID": client_id,
+        "SMARTCITY_LOG_LEVEL": "WARNING",
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def district_energy(
+    settings: Settings,
+    *,
+    lamps: int,
+    days: int,
+    concurrency: int,
+    seconds: float,
+    live_lamps: int,
+    live_interval_s: float,
+    keep_db: bool,
+    console: Console,
+) -> EnergyRun:
+    """`GET /v1/aggregates/lighting` per district and local day over `days` days of `lamps`
+    lamps of history — the database of `smartcity bench query` (simulator backfill through the
+    ingest's writer, then rolled up; built once, reused) — while the lighting simulator
+    publishes `live_lamps` lamps every `live_interval_s` s to the broker and `smartcity ingest`
+    stores them in the same database."""
+    from smartcity.apikeys import create_key
+    from smartcity.bench.query import BENCH_DB, FIRST_DAY, ensure_history
+    from smartcity.cities import get_city
+    from smartcity.rollups.maintain import local_day_span
+    from smartcity.security import Role
+
+    # The full-size history is `smartcity bench query`'s database, kept between runs (it takes
+    # ~10 minutes to build); a smaller one is a database of its own, dropped afterwards.
+    canonical = (lamps, days) == (CANONICAL_LAMPS, CANONICAL_DAYS)
+    db = BENCH_DB if canonical else f"{database_name(settings.database_conninfo)}_bench_energy"
+    conninfo = with_database(settings.database_conninfo, db)
+    migrate(settings.model_copy(update={"database_url": conninfo}))
+    load_s = ensure_history(conninfo, lamps, days, timedelta(hours=1), console)
+    tz = get_city("astana").tz
+    start, _ = local_day_span(FIRST_DAY, tz)
+    _, end = local_day_span(FIRST_DAY + timedelta(days=days - 1), tz)
+    path = (
+        f"{ENERGY_ROUTE}?city=astana&level=district&bucket=1d"
+        f"&from={start.isoformat().replace('+', '%2B')}&to={end.isoformat().replace('+', '%2B')}"
+    )
+    tag = uuid.uuid4().hex[:8]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        key = create_key(conn, f"bench-energy-{tag}", Role.VIEWER)
+    root = f"bench{tag}"
+    api = ingest = sim = None
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        api = _start_api(settings, conninfo, port)
+        env = _sub_env(conninfo, root, settings, f"smartcity-bench-ingest-{tag}")
+        ingest = subprocess.Popen([sys.executable, "-m", "smartcity", "ingest"], env=env)
+        sim = subprocess.Popen(
+            [
+                sys.executable, "-m", "smartcity", "simulate", "lighting",
+                "--lamps", str(live_lamps), "--interval", str(live_interval_s),
+                "--seed", "7",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_ready(base, api)
+
+        def live_rows() -> int:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM lighting_readings WHERE ts >= %s",
+                    (datetime.now(UTC) - timedelta(days=1),),
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while live_rows() == 0:  # the ingest is storing the simulator's readings
+            if time.monotonic() > deadline or sim.poll() is not None or ingest.poll() is not None:
+                raise ServiceUnavailableError("the live simulator + ingest did not start storing")
+            time.sleep(0.5)
+        console.print(
+            f"loading {ENERGY_ROUTE} (district × day, {days} days): {concurrency} clients for "
+            f"{seconds:g} s, the ingest storing {live_lamps} lamps every {live_interval_s:g} s …"
+        )
+        asyncio.run(_load(base, key, [path], 2, 1.0))  # warm up pool and caches
+        before_rows = live_rows()
+        cpu_before = _cpu_s(api.pid)
+        result = asyncio.run(_load(base, key, [path], concurrency, seconds))
+        served = len(result.latencies_s) + result.errors
+        if served:
+            result.server_cpu_ms = (_cpu_s(api.pid) - cpu_before) * 1000 / served
+        stored = live_rows() - before_rows
+    finally:
+        for proc in (sim, ingest, api):
+            _stop(proc)
+        if not canonical and not keep_db:
+            with connect(with_database(conninfo, "postgres"), autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+                )
+    history: dict[str, Any] = {"database": db, "lamps": lamps, "days": days, "interval_min": 60}
+    history["load_s"] = None if load_s is None else round(load_s, 1)
+    return EnergyRun(result=result, path=path, history=history, live_rows=stored)
+
+
 def command(
     lamps: Annotated[int, typer.Option(min=1, help="Lamps with history in the database.")] = 10000,
     readings: Annotated[int, typer.Option(min=1, help="Hourly readings per lamp.")] = 24,
     concurrency: Annotated[int, typer.Option(min=1, help="Concurrent clients.")] = 32,
     seconds: Annotated[float, typer.Option(min=0.5, help="Load time per route.")] = 10.0,
     keep_db: Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")] = False,
+    energy_lamps: Annotated[
+        int, typer.Option(min=1, help="Lamps of history for the district-energy route.")
+    ] = CANONICAL_LAMPS,
+    energy_days: Annotated[
+        int, typer.Option(min=0, help="Days of history for district energy (0: skip it).")
+    ] = CANONICAL_DAYS,
+    live_lamps: Annotated[
+        int, typer.Option(min=1, help="Lamps the simulator publishes during district energy.")
+    ] = 1000,
+    live_interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between a live lamp's readings.")
+    ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """API latency and throughput under concurrent load, on 127.0.0.1 (see docs/benchmarks.md)."""
@@ -248,6 +394,19 @@ def command(
                         sql.Identifier(bench_db)
                     )
                 )
+    if energy_days:
+        energy = district_energy(
+            settings,
+            lamps=energy_lamps,
+            days=energy_days,
+            concurrency=concurrency,
+            seconds=seconds,
+            live_lamps=live_lamps,
+            live_interval_s=live_interval,
+            keep_db=keep_db,
+            console=console,
+        )
+        results[ENERGY_ROUTE] = energy.result
     report: dict[str, Any] = {route: r.summary() for route, r in results.items()}
     report["errors"] = sum(r.errors for r in results.values())
     report["config"] = {
@@ -258,6 +417,14 @@ def command(
         "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    if energy_days:
+        report["config"]["district_energy"] = {
+            "path": energy.path,
+            "history": energy.history,
+            "live_lamps": live_lamps,
+            "live_interval_s": live_interval,
+            "live_rows_stored_during_load": energy.live_rows,
+        }
     if as_json:
         print(orjson.dumps(report).decode())
         return
