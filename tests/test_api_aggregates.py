@@ -360,3 +360,62 @@ def test_public_city_kpis_are_city_level_and_cacheable(
     ):
         resp = client.get("/v1/cities/astana/kpis", params=bad)
         assert resp.status_code == 422, (bad, resp.text)
+
+
+def test_transit_arrivals_and_on_time_share(
+    settings: Settings, client: TestClient, viewer: dict[str, str]
+) -> None:
+    # Arrivals as the bus tracker records them: two routes over two hours, delays in seconds.
+    t0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 07:00 in Shymkent (UTC+5)
+    delays = [-120, -30, 0, 45, 200, 299, 301, 600]
+    rows = []
+    for i, delay in enumerate(delays * 2):
+        route = "12" if i % 2 == 0 else "7"
+        arrived = t0 + timedelta(minutes=7 * i + 1)
+        rows.append((f"trip-{i}", i, f"stop-{i % 3}", route, arrived, delay))
+    with psycopg.connect(settings.database_conninfo, autocommit=True) as conn:
+        for trip, seq, stop, route, arrived, delay in rows:
+            conn.execute(
+                "INSERT INTO stop_arrivals (feed_id, trip_id, start_date, stop_sequence, stop_id, "
+                "route_id, vehicle_id, city, arrived_at, scheduled_arrival) "
+                "VALUES ('shymkent', %s, '2026-11-22', %s, %s, %s, 'bus-1', 'shymkent', %s, %s)",
+                (trip, seq, stop, route, arrived, arrived - timedelta(seconds=delay)),
+            )
+        # Another city's arrival must not count.
+        conn.execute(
+            "INSERT INTO stop_arrivals (feed_id, trip_id, start_date, stop_sequence, stop_id, "
+            "route_id, vehicle_id, city, arrived_at, scheduled_arrival) "
+            "VALUES ('astana', 'x', '2026-11-22', 1, 's', '12', 'bus-9', 'astana', %s, %s)",
+            (t0, t0),
+        )
+    span = {"from": t0.isoformat(), "to": (t0 + timedelta(hours=2)).isoformat()}
+    body = _get(
+        client, "/v1/aggregates/transit/arrivals", viewer, level="route", bucket="1h", **span
+    )
+    want: dict[tuple[str, datetime], list[int]] = {}
+    for _trip, _seq, _stop, route, arrived, delay in rows:
+        hour = arrived.replace(minute=0)
+        want.setdefault((route, hour), []).append(delay)
+    got = {(i["key"], datetime.fromisoformat(i["bucket"])): i for i in body["items"]}
+    assert set(got) == set(want)
+    for k, ds in want.items():
+        item = got[k]
+        on_time = sum(-60 <= d <= 300 for d in ds)
+        assert item["arrivals"] == len(ds)
+        assert item["early"] == sum(d < -60 for d in ds)
+        assert item["late"] == sum(d > 300 for d in ds)
+        assert item["on_time"] == on_time
+        assert _close(item["on_time_pct"], round(100 * on_time / len(ds), 3))
+        assert _close(item["mean_delay_s"], round(sum(ds) / len(ds), 3))
+    city = _get(
+        client, "/v1/aggregates/transit/arrivals", viewer, level="city", bucket="1d", **span
+    )
+    assert [i["arrivals"] for i in city["items"]] == [len(rows)]
+    resp = client.get(
+        "/v1/aggregates/transit/arrivals",
+        headers=viewer,
+        params={**span, "level": "stop", "format": "csv"},
+    )
+    table = list(csv.DictReader(io.StringIO(resp.text)))
+    assert sum(int(r["arrivals"]) for r in table) == len(rows)
+    assert client.get("/v1/aggregates/transit/arrivals").status_code == 401

@@ -21,11 +21,15 @@ from api.deps import ConnDep, SettingsDep, ViewerDep
 from api.timeparams import as_utc
 from smartcity.cities import CITIES, City
 from smartcity.queries.aggregates import (
+    ON_TIME_EARLY_S,
+    ON_TIME_LATE_S,
+    ArrivalBucket,
     Bucket,
     LightingBucket,
     MeterBucket,
     Page,
     align,
+    arrival_series,
     lighting_series,
     meter_series,
 )
@@ -501,4 +505,135 @@ def _meter_row(m: MeterBucket, zone: ZoneInfo) -> MeterRow:
         key=m.key,
         readings=m.readings,
         consumption=round(m.consumption, 6),
+    )
+
+
+# --- transit -------------------------------------------------------------------------------------
+
+
+class ArrivalRow(BaseModel):
+    bucket: datetime = Field(description="Start of the bucket, in `tz`.")
+    key: str = Field(description="The route, stop or city.")
+    arrivals: int = Field(description="Observed arrivals of buses at stops.")
+    early: int = Field(description=f"More than {ON_TIME_EARLY_S} s before the schedule.")
+    on_time: int = Field(description=f"From {ON_TIME_EARLY_S} s early to {ON_TIME_LATE_S} s late.")
+    late: int = Field(description=f"More than {ON_TIME_LATE_S} s after the schedule.")
+    on_time_pct: float | None
+    mean_delay_s: float = Field(description="Mean of arrival minus scheduled arrival, s.")
+
+
+class ArrivalPage(Window):
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "city": "shymkent",
+                    "level": "route",
+                    "bucket": "1h",
+                    "tz": "Asia/Almaty",
+                    "from": "2026-11-22T07:00:00+05:00",
+                    "to": "2026-11-22T08:00:00+05:00",
+                    "tiers": ["raw"],
+                    "items": [
+                        {
+                            "bucket": "2026-11-22T07:00:00+05:00",
+                            "key": "12",
+                            "arrivals": 240,
+                            "early": 6,
+                            "on_time": 210,
+                            "late": 24,
+                            "on_time_pct": 87.5,
+                            "mean_delay_s": 74.2,
+                        }
+                    ],
+                    "next_offset": None,
+                }
+            ]
+        },
+    )
+
+    level: Literal["route", "stop", "city"]
+    items: list[ArrivalRow]
+
+
+def _arrival_row(a: ArrivalBucket, zone: ZoneInfo) -> ArrivalRow:
+    return ArrivalRow(
+        bucket=a.bucket.astimezone(zone),
+        key=a.key,
+        arrivals=a.arrivals,
+        early=a.early,
+        on_time=a.on_time,
+        late=a.late,
+        on_time_pct=_r(a.on_time_pct, 3),
+        mean_delay_s=round(a.mean_delay_s, 3),
+    )
+
+
+@router.get(
+    "/transit/arrivals",
+    response_model=ArrivalPage,
+    summary="Bus arrivals and on-time performance per bucket, by route, stop or city",
+    responses=_csv_response(
+        "bucket,key,arrivals,early,on_time,late,on_time_pct,mean_delay_s\n"
+        "2026-11-22T07:00:00+05:00,12,240,6,210,24,87.5,74.2\n"
+    ),
+)
+async def get_arrivals(
+    request: Request,
+    conn: ConnDep,
+    _caller: ViewerDep,
+    city: CityQuery = "shymkent",
+    level: Annotated[
+        Literal["route", "stop", "city"],
+        Query(description="Group by route, stop or the whole city."),
+    ] = "route",
+    since: FromQuery = None,
+    until: ToQuery = None,
+    bucket: BucketQuery = Bucket.DAY,
+    tz: TzQuery = None,
+    key: KeyQuery = None,
+    limit: LimitQuery = PAGE_DEFAULT,
+    offset: OffsetQuery = 0,
+    fmt: Annotated[FormatQuery, Query(alias="format")] = None,
+) -> ArrivalPage | Response:
+    """Observed arrivals of buses at their stops (from the bus tracker), per bucket and route /
+    stop / city: how many were early (more than 1 min), on time (1 min early to 5 min late) or
+    late, the on-time share and the mean delay. Buckets as in `/v1/aggregates/lighting`."""
+    c = _city(city)
+    zone = _zone(tz, c)
+    start, end = _window(since, until, bucket, zone)
+    rows = await arrival_series(
+        conn,
+        c.slug,
+        start,
+        end,
+        bucket=bucket,
+        tz=zone,
+        level=level,
+        page=Page(limit, offset),
+        key=key,
+    )
+    more = len(rows) > limit
+    items = [_arrival_row(a, zone) for a in rows[:limit]]
+    next_offset = offset + limit if more else None
+    if _wants_csv(request, fmt):
+        return _as_csv(
+            [i.model_dump(mode="json") for i in items],
+            list(ArrivalRow.model_fields),
+            f"arrivals-{c.slug}-{level}-{bucket.value}",
+            next_offset,
+        )
+    return ArrivalPage.model_validate(
+        {
+            "city": c.slug,
+            "level": level,
+            "bucket": bucket,
+            "tz": zone.key,
+            "from": start.astimezone(zone),
+            "to": end.astimezone(zone),
+            "tiers": ["raw"],
+            "items": items,
+            "next_offset": next_offset,
+        }
     )
