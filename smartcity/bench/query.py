@@ -143,19 +143,6 @@ def _loaded(conninfo: str, lamps: int, days: int, interval: timedelta) -> bool:
     return row is not None and row[0] == _params(lamps, days, interval)
 
 
-def ensure_history(
-    conninfo: str, lamps: int, days: int, interval: timedelta, console: Console
-) -> float | None:
-    """The history in `conninfo` (migrated), loaded unless already there with these
-    parameters; returns the load time in seconds, or None if it was reused. Also used by
-    `smartcity bench api` for its district-energy route."""
-    if _loaded(conninfo, lamps, days, interval):
-        return None
-    t0 = time.perf_counter()
-    _load(conninfo, lamps, days, interval, console)
-    return time.perf_counter() - t0
-
-
 Query = Callable[[AsyncConnection[tuple[object, ...]]], Awaitable[list[LightingTotals]]]
 
 
