@@ -10,9 +10,10 @@ What it does, all on 127.0.0.1:
    over keep-alive connections (httpx2, the test extra); every non-2xx answer is an error;
 4. stops the API and drops the database (unless `--keep-db`).
 
-Routes measured now: device detail (a random lamp each time) and the lighting summary. The
-district-energy aggregate and stop arrivals join when those routes exist (issues 5 and the
-transit issue). The MQTT broker must be reachable (the API's readiness needs it).
+Routes measured now: device detail (a random lamp each time) and the lighting summary; then
+the district-energy aggregate in a database of its own (`district_energy`: 30 days × 10,000
+lamps of history, with the lighting simulator and the ingest running). Stop arrivals join when
+that route exists (the transit issue). The MQTT broker must be reachable (the API's readiness needs it).
 """
 
 from __future__ import annotations
