@@ -13,7 +13,8 @@ What it does, all on 127.0.0.1:
 Routes measured now: device detail (a random lamp each time) and the lighting summary; then
 the district-energy aggregate in a database of its own (`district_energy`: 30 days × 10,000
 lamps of history, with the lighting simulator and the ingest running). Stop arrivals join when
-that route exists (the transit issue). The MQTT broker must be reachable (the API's readiness needs it).
+that route exists (the transit issue). The MQTT broker must be reachable (the API's readiness
+needs it).
 """
 
 from __future__ import annotations
