@@ -19,7 +19,7 @@ from api.live import LiveHub
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.mqtt_link import MqttLink
 from api.ratelimit import TokenBucketLimiter
-from api.routes import alerts, commands, devices, health, lighting, live, meters
+from api.routes import aggregates, alerts, commands, devices, health, kpis, lighting, live, meters
 from api.routes.gtfs_rt import router as gtfs_rt_router
 from api.routes.transit import router as transit_router
 from smartcity import __version__
@@ -97,6 +97,8 @@ def create_app(settings: Settings) -> FastAPI:
         alerts.router,
         transit_router,
         gtfs_rt_router,
+        aggregates.router,
+        kpis.router,
     ):
         app.include_router(router)
     # Added inside out: the last added runs first. Metrics see every response, 413s included.

@@ -36,6 +36,16 @@ def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
             "20",
             "--bus-routes",
             "2",
+            # District energy over a small history (the full one is 10,000 lamps × 30 days),
+            # with the simulator and the ingest running alongside.
+            "--energy-lamps",
+            "20",
+            "--energy-days",
+            "2",
+            "--live-lamps",
+            "20",
+            "--live-interval",
+            "1",
             "--json",
         ],
         env=env,
@@ -47,12 +57,17 @@ def test_bench_api_json(settings: Settings, pg_admin: str) -> None:
         "/v1/devices/{domain}/{device_id}",
         "/v1/lighting/summary",
         "/v1/stops/{stop_id}/arrivals",
+        "/v1/aggregates/lighting",
     ):
         figures = report[route]
         assert figures["requests"] > 0
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
         assert figures["rps"] > 0
-    bench_db = f"{database_name(settings.database_conninfo)}_bench_api"
-    with psycopg.connect(pg_admin) as conn:
-        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (bench_db,)).fetchone()
-    assert left is None, "the benchmark database was not dropped"
+    assert report["config"]["district_energy"]["live_rows_stored_during_load"] > 0
+    for suffix in ("_bench_api", "_bench_energy"):
+        bench_db = f"{database_name(settings.database_conninfo)}{suffix}"
+        with psycopg.connect(pg_admin) as conn:
+            left = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (bench_db,)
+            ).fetchone()
+        assert left is None, f"the benchmark database {bench_db} was not dropped"
