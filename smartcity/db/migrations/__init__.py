@@ -20,6 +20,8 @@ from smartcity.db.migrations import (
     m0020_alerts,
     m0030_gtfs,
     m0031_transit_live,
+    m0032_transit_tracking,
+    m0033_transit_segments,
     m0040_api,
 )
 from smartcity.db.storage import StorageMode
@@ -47,6 +49,16 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
                 m0031_transit_live.VERSION,
                 m0031_transit_live.DESCRIPTION,
                 m0031_transit_live.apply,
+            ),
+            Migration(
+                m0032_transit_tracking.VERSION,
+                m0032_transit_tracking.DESCRIPTION,
+                m0032_transit_tracking.apply,
+            ),
+            Migration(
+                m0033_transit_segments.VERSION,
+                m0033_transit_segments.DESCRIPTION,
+                m0033_transit_segments.apply,
             ),
             Migration(m0040_api.VERSION, m0040_api.DESCRIPTION, m0040_api.apply),
             Migration(m0010_rollups.VERSION, m0010_rollups.DESCRIPTION, m0010_rollups.apply),
