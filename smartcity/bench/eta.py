@@ -120,12 +120,12 @@ def score(samples: list[tuple[float, float]]) -> Scores:
     )
 
 
-def _fresh_database(settings: Settings) -> str:
-    conninfo = with_database(settings.database_conninfo, BENCH_DB)
+def _fresh_database(settings: Settings, database: str) -> str:
+    conninfo = with_database(settings.database_conninfo, database)
     # Dropped from the server's maintenance database: the configured one may not exist yet.
     with connect(with_database(conninfo, "postgres"), autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )
     migrate(settings.model_copy(update={"database_url": conninfo}))
     return conninfo
@@ -157,8 +157,10 @@ def run(
     batch_s: float,
     sample_s: float,
     seed: int,
+    database: str = BENCH_DB,
     progress: Callable[[str], None] = lambda _: None,
 ) -> EtaResult:
+    """Build `database` afresh (dropping it first), load history, run the day, score it."""
     # The simulators are a process package; the benchmark command may import them.
     from simulators.gtfs import generate, read_zip, write_zip
     from simulators.transit import BusFleet
@@ -166,7 +168,7 @@ def run(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     city = get_city(CITY)
-    conninfo = _fresh_database(settings)
+    conninfo = _fresh_database(settings, database)
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = Path(tmp) / f"{CITY}.zip"
         write_zip(generate(city, seed=seed, routes=routes), zip_path)
