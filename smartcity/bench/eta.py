@@ -157,6 +157,7 @@ def run(
     batch_s: float,
     sample_s: float,
     seed: int,
+    faults: dict[str, float] | None = None,
     database: str = BENCH_DB,
     progress: Callable[[str], None] = lambda _: None,
 ) -> EtaResult:
@@ -220,7 +221,7 @@ def run(
         key = (str(g["trip_id"]), str(g["start_date"]), int(str(g["stop_sequence"])))
         truth[key] = datetime.fromisoformat(str(g["actual_arrival"])).timestamp()
 
-    fleet = BusFleet(city, network, buses, seed=seed, ground_truth=keep)
+    fleet = BusFleet(city, network, buses, seed=seed, ground_truth=keep, fault_rates=faults)
     tracker = Tracker()
     # (made at, visit, predicted, scheduled)
     collected: list[tuple[float, Visit, float, float]] = []
@@ -288,6 +289,7 @@ def run(
             "batch_s": batch_s,
             "sample_s": sample_s,
             "seed": seed,
+            "faults": faults or {},
         },
         predictions=len(ours),
         ours=score(ours),
@@ -313,12 +315,32 @@ def command(
         float, typer.Option(min=1, help="Simulated seconds between collections of predictions.")
     ] = 60.0,
     seed: Annotated[int, typer.Option(help="Seed of the network and the buses.")] = 7,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Inject a fault into the evaluated day: KIND=RATE per bus per day, e.g. "
+            "gps_dropout=4 off_route_detour=2 (docs/simulators.md lists the kinds).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Bus arrival predictions vs the simulator's ground truth (Transit App ETA buckets),
     with a schedule-only baseline from the same run."""
+    from simulators.faults import TRANSIT_FAULTS, parse_rates
+
     settings = Settings()
     console = Console(stderr=as_json)
+    for spec in fault or []:
+        if spec.partition("=")[0].removeprefix("transit.") not in TRANSIT_FAULTS:
+            raise typer.BadParameter(
+                f"{spec!r}: the kinds here are {', '.join(TRANSIT_FAULTS)} (KIND=RATE)",
+                param_hint="--fault",
+            )
+    try:
+        faults = parse_rates("transit", fault or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fault") from None
     result = run(
         settings,
         routes=routes,
@@ -328,6 +350,7 @@ def command(
         batch_s=batch_s,
         sample_s=sample_s,
         seed=seed,
+        faults=faults,
         progress=lambda msg: console.log(msg),
     )
     if as_json:
