@@ -90,18 +90,18 @@ def _observed(conninfo: str) -> dict[tuple[str, str, int], tuple[datetime, datet
 
 def _errors(
     truth: Truth, observed: dict[tuple[str, str, int], tuple[datetime, datetime | None]]
-) -> Iterator[float]:
+) -> Iterator[tuple[tuple[str, str, int], float]]:
     """Arrival errors (s) of the observed visits; at a trip's first stop, of the departure
     (the bus waits there for its time: its arrival is when it was first seen)."""
     for key, (arrived, departed) in observed.items():
         g = truth[key]
         if key[2] == 1:
             if departed is not None:
-                yield (
-                    departed - datetime.fromisoformat(str(g["actual_departure"]))
-                ).total_seconds()
+                actual = datetime.fromisoformat(str(g["actual_departure"]))
+                yield key, (departed - actual).total_seconds()
         else:
-            yield (arrived - datetime.fromisoformat(str(g["actual_arrival"]))).total_seconds()
+            actual = datetime.fromisoformat(str(g["actual_arrival"]))
+            yield key, (arrived - actual).total_seconds()
 
 
 def _completed(truth: Truth, fleet_end: datetime) -> set[tuple[str, str, int]]:
@@ -143,7 +143,7 @@ def test_arrivals_within_15_s_through_the_broker(
         )
     observed = _observed(settings.database_conninfo)
     assert expected <= set(observed), sorted(expected - set(observed))[:5]
-    errors = list(_errors(truth, observed))
+    errors = [e for _, e in _errors(truth, observed)]
     assert len(errors) >= 25
     assert max(abs(e) for e in errors) <= ARRIVAL_TOLERANCE_S
     # Predictions: every tracked trip that has stops ahead has one row per stop ahead.
@@ -157,13 +157,19 @@ def test_arrivals_within_15_s_through_the_broker(
     assert trips[1] >= 0
 
 
-def test_tracking_survives_dropouts_and_detours(imported: str, network: Network) -> None:
+def test_tracking_survives_dropouts_detours_and_stale_fixes(
+    imported: str, network: Network
+) -> None:
     log = FaultLog()
     messages, truth, _ = _drive(
-        network, 6, 45, fault_rates={"gps_dropout": 8.0, "off_route_detour": 8.0}, fault_log=log
+        network,
+        6,
+        45,
+        fault_rates={"gps_dropout": 8.0, "off_route_detour": 8.0, "stale_position": 8.0},
+        fault_log=log,
     )
     kinds = {str(e["fault"]) for e in log.entries}
-    assert {"gps_dropout", "off_route_detour"} <= kinds
+    assert {"gps_dropout", "off_route_detour", "stale_position"} <= kinds
     _track(imported, messages, batch_s=30.0)
     observed = _observed(imported)
     expected = _completed(truth, START + timedelta(minutes=45))
@@ -171,9 +177,26 @@ def test_tracking_survives_dropouts_and_detours(imported: str, network: Network)
     # interpolated between the good fixes on either side.
     missed = expected - set(observed)
     assert len(missed) <= 0.05 * len(expected), sorted(missed)
-    errors = sorted(abs(e) for e in _errors(truth, observed))
-    assert errors[int(0.95 * len(errors))] <= ARRIVAL_TOLERANCE_S
-    assert errors[-1] <= 90.0
+    # Visits while the bus was seen well are as accurate as on clean data; those inside a
+    # fault are interpolated between the good fixes around it.
+    windows: dict[str, list[tuple[datetime, datetime]]] = {}
+    for e in log.entries:
+        start = datetime.fromisoformat(str(e["start"])) - timedelta(seconds=20)
+        end = datetime.fromisoformat(str(e["end"])) + timedelta(seconds=20)
+        windows.setdefault(str(e["device_id"]), []).append((start, end))
+    clean: list[float] = []
+    faulty: list[float] = []
+    for key, error in _errors(truth, observed):
+        g = truth[key]
+        at = datetime.fromisoformat(str(g["actual_arrival"]))
+        hit = any(a <= at <= b for a, b in windows.get(str(g["vehicle_id"]), []))
+        (faulty if hit else clean).append(abs(error))
+    assert faulty
+    assert max(clean) <= ARRIVAL_TOLERANCE_S
+    # A gap of up to 10 minutes over several stops: the split between driving and dwelling is
+    # a guess (equal dwells), good to a minute or so.
+    assert sorted(faulty)[len(faulty) // 2] <= 60.0
+    assert max(faulty) <= 180.0
     with psycopg.connect(imported) as conn:
         row = conn.execute("SELECT count(*) FROM transit_vehicle_state").fetchone()
     assert row == (6,)

@@ -7,7 +7,8 @@ ahead of the last distance (`BACKWARD_TOLERANCE_M` behind it to `MAX_SPEED_MPS` 
 time ahead), so a shape that loops, or a stop served twice, is matched on the pass the bus is
 on, and a wild jump cannot move it. A fix farther than `OFF_ROUTE_M` from that part of the shape
 is off route (a detour, or a bad fix): it moves nothing, and the next fix back on the shape
-picks up from the last good one. Distances never decrease.
+picks up from the last good one; so does a stale fix (exactly the last position again while
+the reported speed says the bus moves). Distances never decrease.
 
 Stop events come from pairs of consecutive good fixes: a stop whose distance lies between them
 was reached in between. When it was reached is interpolated by distance, using the speed
@@ -40,6 +41,8 @@ ARRIVE_M = 15.0
 DEPART_M = 15.0
 # Below this the vehicle is standing (m/s).
 STANDING_MPS = 0.5
+# A fix at exactly the last position but reporting more than this speed is a stale repeat.
+STALE_SPEED_MPS = 1.0
 # A vehicle first seen this close to a stop's distance stands at it; first seen candidates
 # within this of the best are equally good and the earliest along the shape wins.
 FIRST_FIX_AMBIGUITY_M = 20.0
@@ -139,6 +142,11 @@ def step(state: VehicleState, plan: TripPlan, fix: Fix) -> list[StopEvent]:
     along, offset = plan.line.project_window(fix.lat, fix.lon, lo, hi)
     if offset > OFF_ROUTE_M:
         state.off_route = True
+        return []
+    if along == state.dist_m and (fix.speed_mps or 0.0) > STALE_SPEED_MPS:
+        # The very same position again while the device says it moves: a frozen receiver
+        # repeating its last fix. Treat it as no fix, so that the next real one is matched
+        # against the time the bus was last truly seen.
         return []
     d1 = max(along, state.dist_m)
     v_pair = (d1 - state.dist_m) / dt if dt > 0 else 0.0
