@@ -69,6 +69,8 @@ class Scores:
     buckets: dict[str, float]
     mae_s: float
     mae_buckets: dict[str, float]
+    # Mean of real − predicted (s): positive when buses come later than predicted.
+    bias_s: float
 
 
 @dataclass(slots=True)
@@ -86,9 +88,11 @@ class EtaResult:
             **{f"bucket_{k}": v for k, v in self.ours.buckets.items()},
             "mae_s": self.ours.mae_s,
             **{f"mae_{k}_s": v for k, v in self.ours.mae_buckets.items()},
+            "bias_s": self.ours.bias_s,
             "baseline_score": self.baseline.score,
             **{f"baseline_bucket_{k}": v for k, v in self.baseline.buckets.items()},
             "baseline_mae_s": self.baseline.mae_s,
+            "baseline_bias_s": self.baseline.bias_s,
             **{f"baseline_mae_{k}_s": v for k, v in self.baseline.mae_buckets.items()},
             "mae_reduction": 1.0 - self.ours.mae_s / self.baseline.mae_s
             if self.baseline.mae_s > 0
@@ -117,6 +121,7 @@ def score(samples: list[tuple[float, float]]) -> Scores:
         buckets=buckets,
         mae_s=sum(abs(e) for e in errors) / len(errors) if errors else 0.0,
         mae_buckets=maes,
+        bias_s=sum(errors) / len(errors) if errors else 0.0,
     )
 
 
