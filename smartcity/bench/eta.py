@@ -77,6 +77,9 @@ class Scores:
 class EtaResult:
     params: dict[str, Any]
     predictions: int
+    # Share of predictions whose error is within their own uncertainty_s (one sigma: ≈ 0.68
+    # if the uncertainty is honest and the errors normal).
+    within_1sd: float
     ours: Scores
     baseline: Scores
     stop_arrivals: int
@@ -98,6 +101,7 @@ class EtaResult:
             if self.baseline.mae_s > 0
             else 0.0,
             "predictions": self.predictions,
+            "within_1sd": self.within_1sd,
             "stop_arrivals": self.stop_arrivals,
             "params": self.params,
             "seconds": self.seconds,
@@ -229,7 +233,7 @@ def run(
     fleet = BusFleet(city, network, buses, seed=seed, ground_truth=keep, fault_rates=faults)
     tracker = Tracker()
     # (made at, visit, predicted, scheduled)
-    collected: list[tuple[float, Visit, float, float]] = []
+    collected: list[tuple[float, Visit, float, float, float]] = []
     base = eval_start.timestamp()
     end_s = hours * 3600.0
     batch: list[Position] = []
@@ -246,12 +250,14 @@ def run(
                     for r in conn.execute(
                         """
                         SELECT trip_id, start_date, stop_sequence, predicted_arrival,
-                               scheduled_arrival
+                               scheduled_arrival, uncertainty_s
                         FROM transit_predictions WHERE stop_sequence > 1
                         """
                     ):
                         visit = (str(r[0]), r[1].strftime("%Y%m%d"), int(r[2]))  # type: ignore[attr-defined, call-overload]
-                        collected.append((now, visit, r[3].timestamp(), r[4].timestamp()))  # type: ignore[attr-defined]
+                        collected.append(
+                            (now, visit, r[3].timestamp(), r[4].timestamp(), float(r[5]))  # type: ignore[attr-defined, arg-type]
+                        )
                     next_sample += sample_s
                 edge += batch_s
             if t_s >= end_s:
@@ -277,7 +283,8 @@ def run(
 
     ours: list[tuple[float, float]] = []
     sched: list[tuple[float, float]] = []
-    for made_at, visit, predicted, scheduled in collected:
+    covered = 0
+    for made_at, visit, predicted, scheduled, sd in collected:
         actual = truth.get(visit)
         if actual is None:
             continue  # the day ended before the bus got there
@@ -285,6 +292,7 @@ def run(
         if 0 <= ahead < BUCKETS[-1][2]:
             ours.append((ahead, actual - predicted))
             sched.append((ahead, actual - scheduled))
+            covered += abs(actual - predicted) <= sd
     return EtaResult(
         params={
             "routes": routes,
@@ -297,6 +305,7 @@ def run(
             "faults": faults or {},
         },
         predictions=len(ours),
+        within_1sd=covered / len(ours) if ours else 0.0,
         ours=score(ours),
         baseline=score(sched),
         stop_arrivals=observed,
