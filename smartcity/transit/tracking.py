@@ -43,8 +43,8 @@ DEPART_M = 15.0
 STANDING_MPS = 0.5
 # A fix at exactly the last position but reporting more than this speed is a stale repeat.
 STALE_SPEED_MPS = 1.0
-# A vehicle first seen this close to a stop's distance stands at it; first seen candidates
-# within this of the best are equally good and the earliest along the shape wins.
+# Points of the shape this much farther from a fix than the nearest are as good a match (GPS
+# noise); where the shape passes the same place twice, the earliest along it wins.
 FIRST_FIX_AMBIGUITY_M = 20.0
 # On a change of trip, the old trip's last stops are completed by extrapolation only if the
 # change comes within this long after the last good fix.
@@ -94,10 +94,9 @@ def first_position(plan: TripPlan, fix: Fix) -> tuple[float, float]:
     """(along_m, offset_m) of a vehicle seen for the first time on a trip: among the points of
     the shape about as close as the nearest, the earliest along it (a bus starting a loop is
     at its start, not its end)."""
-    along, offset = plan.line.candidates([fix.lat], [fix.lon])
-    best = float(offset[0].min())
-    ok = offset[0] <= best + FIRST_FIX_AMBIGUITY_M
-    return float(along[0][ok].min()), best
+    return plan.line.project_window(
+        fix.lat, fix.lon, 0.0, plan.line.length_m, ambiguity_m=FIRST_FIX_AMBIGUITY_M
+    )
 
 
 def start(
@@ -139,7 +138,9 @@ def step(state: VehicleState, plan: TripPlan, fix: Fix) -> list[StopEvent]:
     dt = fix.ts - state.fix_ts
     lo = state.dist_m - BACKWARD_TOLERANCE_M
     hi = state.dist_m + MAX_SPEED_MPS * dt + JUMP_SLACK_M
-    along, offset = plan.line.project_window(fix.lat, fix.lon, lo, hi)
+    along, offset = plan.line.project_window(
+        fix.lat, fix.lon, lo, hi, ambiguity_m=FIRST_FIX_AMBIGUITY_M
+    )
     if offset > OFF_ROUTE_M:
         state.off_route = True
         return []
