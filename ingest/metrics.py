@@ -43,6 +43,11 @@ class IngestMetrics:
         self.db_errors = Counter(
             "smartcity_ingest_db_errors", "Failed batch writes (retried)", ["kind"], registry=r
         )
+        self.transit_errors = Counter(
+            "smartcity_ingest_transit_errors",
+            "Bus tracking passes that failed after a commit (the positions are kept)",
+            registry=r,
+        )
         self.alert_errors = Counter(
             "smartcity_ingest_alert_errors",
             "Alert evaluations that failed after a commit (the readings are kept)",

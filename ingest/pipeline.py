@@ -26,6 +26,7 @@ from ingest.alerts_hook import AlertHook
 from ingest.decode import DECODERS, Decoded, Limits, decode
 from ingest.metrics import IngestMetrics
 from ingest.source import Inbound, MqttSource
+from ingest.transit_hook import TransitHook
 from ingest.writer import Batch, BatchWriter, DeadLetter, Origin
 from smartcity.errors import PayloadError, ServiceUnavailableError
 from smartcity.settings import Settings
@@ -90,6 +91,12 @@ class Pipeline:
         )
         self._alerts = AlertHook(
             settings.database_conninfo, self.metrics, enabled=settings.alerts_on_ingest
+        )
+        self._transit = TransitHook(
+            settings.database_conninfo,
+            self.metrics,
+            enabled=settings.transit_on_ingest,
+            stats_reload_s=settings.transit_stats_reload_s,
         )
         self._entries: list[_Entry] = []
         self._rows_pending = 0
@@ -156,6 +163,7 @@ class Pipeline:
                         lag.observe(now - ts.timestamp())
                     break
         self._alerts.after_commit(batch)  # never raises: see ingest/alerts_hook.py
+        self._transit.after_commit(batch)  # never raises: see ingest/transit_hook.py
         self._source.ack([e.msg for e in entries])
         self.metrics.queue_depth.set(self._inbox.qsize())
 
@@ -237,3 +245,4 @@ class Pipeline:
             self._source.close()
             self._writer.close()
             self._alerts.close()
+            self._transit.close()

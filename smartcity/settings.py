@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     transit_on_time_late_s: Annotated[int, Field(ge=0)] = Field(
         default=300, description="A bus arriving at most this late counts as on time."
     )
+    transit_on_ingest: bool = Field(
+        default=True,
+        description="Track buses (stop arrivals, predictions) on every batch the ingest commits.",
+    )
+    transit_stats_reload_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        description="Seconds a tracker keeps the learned segment and dwell times before "
+        "reading them again.",
+    )
 
     # --- API security --------------------------------------------------------------------------
     api_rate_limit_per_s: Annotated[float, Field(gt=0)] = Field(

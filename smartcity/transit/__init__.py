@@ -1,4 +1,4 @@
-"""Transit: GTFS static schedules and the geometry that tracking and prediction build on.
+"""Transit: GTFS static schedules, shape geometry, bus tracking and arrival prediction.
 
 gtfs_import.py        wires the import: read → lay out → store, in one transaction
 gtfs_csv.py           reads a feed's CSV files from the zip (BOMs, quoting, line numbers)
@@ -12,4 +12,10 @@ geometry.py           distances in metres and projection of points onto shapes (
 trip_layout.py        shape distances, each stop's distance along its trip, filled-in times
 gtfs_store.py         writes a feed version with binary COPY; lists and removes versions
 errors.py             the package's exceptions
+trips.py              trip plans (shape, stop distances, times) from the active feed version
+tracking.py           fixes → distance along the shape → stop arrivals and departures (pure)
+tracking_store.py     the tracker per batch: vehicle state, stop_arrivals, predictions, in one
+                      transaction (the ingest's after-commit hook calls it)
+segment_stats.py      learned run and dwell times by hour of week: add, rebuild, load
+predict.py            predicted arrivals with uncertainty; the trip factor's Kalman update
 """

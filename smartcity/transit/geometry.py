@@ -27,6 +27,10 @@ EARTH_RADIUS_M = 6_371_008.8
 # backwards (float rounding only): projections are otherwise non-decreasing.
 _ALONG_TOLERANCE_M = 1e-6
 
+# A match counts as another pass of the line only this many ambiguity distances behind the
+# nearest one: closer, it is the same pass (e.g. the end of the segment before).
+_OTHER_PASS_FACTOR = 5.0
+
 # Upper bound on points × segments in one vectorised block, to bound memory (~8 bytes each,
 # several temporaries) when projecting many GPS fixes onto a long shape.
 _BLOCK_CELLS = 2_000_000
@@ -126,6 +130,47 @@ class Polyline:
             offset[start:stop] = o[rows, best]
             segment[start:stop] = best
         return Projection(along, offset, segment)
+
+    def project_window(
+        self, lat: float, lon: float, lo_m: float, hi_m: float, ambiguity_m: float = 0.0
+    ) -> tuple[float, float]:
+        """The nearest point to (lat, lon) on the part of the polyline from `lo_m` to `hi_m`
+        along it: (along_m, offset_m). Only the segments overlapping the window are looked at,
+        so where a shape passes the same street twice the vehicle is matched on its own pass.
+        If both passes lie in the window, points within `ambiguity_m` of the nearest count as
+        equally near and the earliest along the line wins (a vehicle moves forward a little
+        between fixes, not round a whole loop)."""
+        cum = self.cum_m
+        lo_m = max(lo_m, 0.0)
+        hi_m = min(hi_m, float(cum[-1]))
+        if hi_m < lo_m:
+            lo_m = hi_m
+        first = max(int(np.searchsorted(cum, lo_m, side="right")) - 1, 0)
+        last = min(int(np.searchsorted(cum, hi_m, side="left")), self.segments)
+        last = max(last, first + 1)
+        seg = slice(first, last)
+        px, py = self.to_xy(np.array([lat]), np.array([lon]))
+        ax, ay = self._ax[seg], self._ay[seg]
+        dx, dy = self._dx[seg], self._dy[seg]
+        len2, seg_m = self._len2[seg], self._seg_m[seg]
+        start = cum[:-1][seg]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = ((px[0] - ax) * dx + (py[0] - ay) * dy) / len2
+            # Keep each segment's point inside the window.
+            t_lo = np.where(seg_m > 0, (lo_m - start) / seg_m, 0.0)
+            t_hi = np.where(seg_m > 0, (hi_m - start) / seg_m, 1.0)
+        t = np.nan_to_num(t, nan=0.0)
+        t = np.clip(t, np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0))
+        offset = np.hypot(px[0] - (ax + t * dx), py[0] - (ay + t * dy))
+        along = start + t * seg_m
+        best = int(np.argmin(offset))
+        # Another pass: as near, and well behind (not just the previous segment's end).
+        other = (offset <= offset[best] + ambiguity_m) & (
+            along < along[best] - _OTHER_PASS_FACTOR * ambiguity_m
+        )
+        if other.any():
+            best = int(np.argmax(other))  # the first (earliest) of them
+        return float(along[best]), float(offset[best])
 
     def project_in_order(self, lats: npt.ArrayLike, lons: npt.ArrayLike) -> Projection:
         """Positions for points visited in order (a trip's stops): distances along never

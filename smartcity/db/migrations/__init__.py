@@ -20,6 +20,8 @@ from smartcity.db.migrations import (
     m0020_alerts,
     m0030_gtfs,
     m0031_transit_live,
+    m0032_transit_tracking,
+    m0033_transit_segments,
     m0034_gtfs_translate_fast,
     m0040_api,
     m0051_dashboard_indexes,
@@ -49,6 +51,16 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
                 m0031_transit_live.VERSION,
                 m0031_transit_live.DESCRIPTION,
                 m0031_transit_live.apply,
+            ),
+            Migration(
+                m0032_transit_tracking.VERSION,
+                m0032_transit_tracking.DESCRIPTION,
+                m0032_transit_tracking.apply,
+            ),
+            Migration(
+                m0033_transit_segments.VERSION,
+                m0033_transit_segments.DESCRIPTION,
+                m0033_transit_segments.apply,
             ),
             Migration(
                 m0034_gtfs_translate_fast.VERSION,
