@@ -74,6 +74,11 @@ class _Server:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's main process (None when stopped); it changes on every restart."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def start(self) -> None:
         raise NotImplementedError
 
