@@ -202,6 +202,29 @@ def count(conninfo: str) -> dict[str, FeedCount]:
     return out
 
 
+def lost_over_time(conninfo: str, t0_wall: float, bucket_s: float) -> list[tuple[float, int]]:
+    """(bucket start s, readings lost) by the lost readings' event time: which moments lost."""
+    parts = sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "SELECT e.ts FROM {e} e WHERE e.tbl = {n} AND NOT EXISTS "
+            "(SELECT 1 FROM {t} r WHERE r.{d} = e.device AND r.ts = e.ts)"
+        ).format(
+            e=sql.Identifier(EXPECTED_TABLE),
+            n=sql.Literal(table),
+            t=sql.Identifier(table),
+            d=sql.Identifier(device),
+        )
+        for table, device in READING_TABLES.items()
+    )
+    query = sql.SQL(
+        "SELECT floor((extract(epoch FROM ts) - %(t0)s) / %(b)s) * %(b)s, count(*) "
+        "FROM ({}) m GROUP BY 1 ORDER BY 1"
+    ).format(parts)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(query, {"t0": t0_wall, "b": bucket_s}).fetchall()
+    return [(float(b), int(n)) for b, n in rows]
+
+
 def rejected_by_reason(conninfo: str) -> dict[str, int]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         rows = conn.execute(

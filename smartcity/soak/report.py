@@ -147,6 +147,8 @@ class SoakReport:
     lag_p50_ms: float | None
     lag_p99_ms: float | None
     faults: list[dict[str, Any]]
+    # Lost readings by their event time (seconds since the start, bucketed): where loss is.
+    lost_by_time: list[tuple[float, int]]
     feeds: dict[str, dict[str, int]]
     rejected_by_reason: dict[str, int]
     malformed_burst: dict[str, int]

@@ -351,6 +351,7 @@ def _report(
             }
             for f in faults
         ],
+        lost_by_time=count.lost_over_time(conninfo, t0_wall, bucket_s) if lost else [],
         feeds={t: vars(f) for t, f in feeds.items()},
         rejected_by_reason=count.rejected_by_reason(conninfo),
         malformed_burst={
