@@ -81,6 +81,7 @@ def test_api_p99_outside_fault_windows_leaves_out_the_fault_and_its_settle_time(
     assert figures.in_faults_p99_ms == pytest.approx(5000.0)
     assert figures.outside_to_baseline == pytest.approx(1.0)
     assert figures.errors == len(slow)
+    assert figures.p99_ms_by_route["x"] == pytest.approx(5000.0)
 
 
 def test_memory_growth_is_measured_after_warm_up_on_the_process_holding_the_role() -> None:

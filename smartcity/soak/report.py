@@ -56,6 +56,7 @@ class ApiFigures:
     outside_faults_p99_ms: float | None
     in_faults_p99_ms: float | None
     outside_to_baseline: float | None
+    p99_ms_by_route: dict[str, float | None]
     series: list[tuple[float, float]]  # (bucket start s, p99 ms)
 
 
@@ -72,8 +73,10 @@ def api_figures(
     for t, v in ms:
         buckets.setdefault(math.floor(t / bucket_s) * bucket_s, []).append(v)
     by_route: dict[str, int] = {}
+    route_ms: dict[str, list[float]] = {}
     for r in requests:
         by_route[r.route] = by_route.get(r.route, 0) + 1
+        route_ms.setdefault(r.route, []).append(r.latency_s * 1000)
     base_p99, out_p99 = _p(baseline, 99), _p(outside, 99)
     return ApiFigures(
         requests=len(requests),
@@ -84,6 +87,7 @@ def api_figures(
         outside_faults_p99_ms=out_p99,
         in_faults_p99_ms=_p(inside, 99),
         outside_to_baseline=round(out_p99 / base_p99, 2) if base_p99 and out_p99 else None,
+        p99_ms_by_route={route: _p(v, 99) for route, v in sorted(route_ms.items())},
         series=[(b, float(np.percentile(v, 99))) for b, v in sorted(buckets.items())],
     )
 

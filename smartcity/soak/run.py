@@ -362,6 +362,7 @@ def _report(
             "requests": api.requests,
             "errors": api.errors,
             "by_route": api.by_route,
+            "p99_ms_by_route": api.p99_ms_by_route,
             "in_fault_windows_p99_ms": api.in_faults_p99_ms,
             "refresh_errors": load.refresh_errors,
         },
