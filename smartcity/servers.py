@@ -7,6 +7,7 @@ context manager: it starts on enter, and on exit stops and removes its data dire
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -73,6 +74,11 @@ class _Server:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's main process (None when stopped); it changes on every restart."""
+        return self._proc.pid if self.running and self._proc is not None else None
 
     def start(self) -> None:
         raise NotImplementedError
@@ -154,6 +160,25 @@ class PrivateMosquitto(_Server):
             start_new_session=True,
         )
         wait_for_port(self.host, self.port, START_TIMEOUT_S, self._proc)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (Linux /proc; empty elsewhere)."""
+    found: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command name (which may hold spaces): state, then the parent's pid.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signal_quietly(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.kill(pid, sig)
 
 
 _PG_DIRS = tuple(sorted(str(p) for p in Path("/usr/lib/postgresql").glob("*/bin"))[::-1])
@@ -251,6 +276,22 @@ class PrivatePostgres(_Server):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def pause(self) -> None:
+        """Freeze the postmaster and every backend (SIGSTOP): queries on open connections hang.
+
+        Each backend runs in a process group of its own (PostgreSQL calls setsid() for its
+        children), so signalling the postmaster's group would leave them running."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)  # first, so that it forks no new backend
+            for pid in _children(self._proc.pid):
+                _signal_quietly(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            for pid in _children(self._proc.pid):
+                _signal_quietly(pid, signal.SIGCONT)
+            os.kill(self._proc.pid, signal.SIGCONT)
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> None:
         """SIGINT is PostgreSQL's fast shutdown: aborts transactions, disconnects clients."""

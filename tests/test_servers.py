@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -31,3 +33,23 @@ def test_private_postgres_runs_queries_and_restarts() -> None:
         pg.restart()
         with psycopg.connect(pg.conninfo) as conn:
             assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+
+@pytest.mark.slow
+def test_paused_postgres_holds_queries_on_open_connections_until_resumed() -> None:
+    with PrivatePostgres() as pg, psycopg.connect(pg.conninfo, autocommit=True) as conn:
+        answered = threading.Event()
+
+        def query() -> None:
+            conn.execute("SELECT 1")
+            answered.set()
+
+        pg.pause()
+        thread = threading.Thread(target=query, daemon=True)
+        thread.start()
+        try:
+            assert not answered.wait(1.0), "a paused server answered"
+        finally:
+            pg.resume()
+        assert answered.wait(10), "the resumed server did not answer"
+        thread.join(10)

@@ -26,6 +26,7 @@ from smartcity.cli import (
     recordings,
     serve,
     simulate,
+    soak,
 )
 from smartcity.errors import SmartCityError
 
@@ -57,6 +58,7 @@ app.command("maintain")(maintain.maintain)
 app.command("backfill")(backfill.backfill)
 app.command("record")(recordings.record)
 app.command("replay")(recordings.replay)
+app.command("soak")(soak.soak)
 
 
 def main() -> None:
