@@ -47,9 +47,12 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 # protocol's maximum.
 RECEIVE_MAXIMUM = 65535
 _PUT_POLL_S = 0.1
-# Reconnect backoff: from 0.5 s doubling to 30 s, each wait drawn uniformly from [0, delay].
+# Reconnect backoff: from 0.5 s doubling to 2 s, each wait drawn uniformly from [0, delay].
+# The cap is short on purpose: Mosquitto 2.0 does not restore shared subscriptions when it
+# restarts, so until the ingest has subscribed again the broker accepts readings that no one
+# receives (see docs/ingest.md). A few workers retrying every ≤ 2 s cost the broker nothing.
 RECONNECT_MIN_S = 0.5
-RECONNECT_MAX_S = 30.0
+RECONNECT_MAX_S = 2.0
 # The network loop wakes at least this often to send acknowledgements queued by `ack`.
 _LOOP_TIMEOUT_S = 0.02
 _CLOSE_ACK_WAIT_S = 5.0
