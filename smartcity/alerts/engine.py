@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import psycopg
 import structlog
 
-from smartcity.alerts import store
+from smartcity.alerts import context, store
 from smartcity.alerts.rules import RULES, TABLE_DOMAINS, Reading, Rule, Verdict
 
 log = structlog.get_logger("smartcity.alerts")
@@ -71,11 +71,16 @@ def evaluate(
             for r in readings:
                 by_device[str(r[id_column])].append(r)
             open_now = store.open_keys(conn, domain, sorted(by_device))
+            for device_readings in by_device.values():
+                device_readings.sort(key=_ts)
             if table == "meter_readings":
                 _add_previous_export(conn, by_device)
+                context.add_meter_history(conn, by_device)
+            else:
+                context.add_lamp_reference(conn, by_device)
             rules = [rule for rule in RULES if rule.domain == domain]
             for device_id in sorted(by_device):
-                device_readings = sorted(by_device[device_id], key=_ts)
+                device_readings = by_device[device_id]
                 city = str(device_readings[0]["city"])
                 for rule in rules:
                     _apply(
