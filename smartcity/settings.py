@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="A device is offline after this many expected reporting intervals without "
         "a reading (and back after as many with readings).",
     )
+    alerts_max_new_per_rule_per_min: Annotated[int, Field(ge=0)] = Field(
+        default=200,
+        description="New alerts of one rule in one city per event-time minute; more are held "
+        "back (counted in alert_rate.suppressed) and raised by a later reading. 0: no limit.",
+    )
 
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
 
 from simulators.lighting import LampFleet
 from simulators.metering import MeterFleet
-from smartcity import solar
+from smartcity import solar, topics
 from smartcity.bench.mqttload import AckedPublisher
 from smartcity.cities import get_city
 from smartcity.settings import Settings
@@ -133,3 +134,53 @@ def test_dimming_failure_fires_after_midnight_and_healthy_lamps_stay_quiet(
     _ingest(settings, msgs, "lighting_readings")
     assert count_rows(settings, "lighting_readings", "dim_pct = 50") > 0, "never dimmed"
     assert _alerts(settings) == [(fleet.lamps[2].lamp_id, "dimming_failure")]
+
+
+def _rate(settings: Settings) -> tuple[int, int]:
+    with psycopg.connect(settings.database_conninfo) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(raised), 0), coalesce(sum(suppressed), 0) FROM alert_rate"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_the_rate_limit_holds_back_new_alerts_counts_them_and_raises_them_later(
+    settings: Settings,
+) -> None:
+    limited = settings.model_copy(update={"alerts_max_new_per_rule_per_min": 2})
+    night = _start() + timedelta(hours=20)  # 01:00 local: dark
+    lamps = [f"ast-lamp-r{i}" for i in range(5)]
+    with running_ingest(limited):
+        # Minute by minute, each waited for: five dark lamps, at most two new alerts a minute.
+        for minute, expected in enumerate([(2, 3), (4, 4), (5, 4)]):
+            t = night + timedelta(minutes=minute)
+            _publish_all(
+                limited,
+                [
+                    (
+                        topics.lamp_telemetry(limited.mqtt_topic_root, CITY, lamp_id),
+                        _dark_lamp(lamp_id, t),
+                    )
+                    for lamp_id in lamps
+                ],
+            )
+            wait_until(lambda e=expected: _rate(limited) == e, timeout_s=20, what=f"{expected}")  # type: ignore[misc]
+    assert _alerts(limited) == [(lamp_id, "lamp_failure") for lamp_id in lamps]
+
+
+def _dark_lamp(lamp_id: str, ts: datetime) -> bytes:
+    return orjson.dumps(
+        {
+            "lamp_id": lamp_id,
+            "ts": int(ts.timestamp() * 1000),
+            "lamp_on": True,
+            "dim_pct": 100.0,
+            "power_w": 0.3,
+            "voltage_v": 230.0,
+            "current_a": 0.0,
+            "power_factor": 0.5,
+            "energy_wh": 1000.0,
+            "operating_hours": 10.0,
+        }
+    )
