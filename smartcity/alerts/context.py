@@ -106,7 +106,10 @@ def add_meter_history(conn: Conn, by_device: dict[str, list[Reading]]) -> None:
         CROSS JOIN LATERAL (
             SELECT count(*) AS n, max(x.reg) - min(x.reg) AS rise
             FROM (
-                SELECT coalesce(m.energy_import_kwh, m.volume_m3) AS reg
+                -- both energy registers: a meter counting backwards (export) is moving
+                SELECT coalesce(
+                    m.energy_import_kwh + coalesce(m.energy_export_kwh, 0), m.volume_m3
+                ) AS reg
                 FROM meter_readings m
                 WHERE m.meter_id = f.meter_id AND m.ts <= f.ts
                 ORDER BY m.ts DESC LIMIT f.want

@@ -259,7 +259,8 @@ def consumption_spike(r: Reading) -> Verdict | None:
     )
 
 
-# Zero consumption: the register did not move over the last N readings while the meter kept
+# Zero consumption: the register (electricity: import + export, so a meter running backwards
+# is reverse energy, not this) did not move over the last N readings while the meter kept
 # reporting (a seized water meter, a stuck pulse sensor, a bypass). An electricity meter of an
 # occupied home always moves (a fridge alone is ~0.02 kWh per 15 min against the register's
 # 0.001 kWh); water may stand still for a night, so its window is longer.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from smartcity.bench import alerts as alerts_bench
 from smartcity.bench import api as api_bench
 from smartcity.bench import ingest as ingest_bench
 from smartcity.bench import query as query_bench
@@ -15,6 +16,7 @@ app = typer.Typer(
 
 # Each benchmark registers its command below, one line each, e.g.
 # app.command("ingest")(ingest_bench.command)
+app.command("alerts")(alerts_bench.command)
 app.command("api")(api_bench.command)
 app.command("ingest")(ingest_bench.command)
 app.command("query")(query_bench.command)
