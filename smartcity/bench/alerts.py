@@ -2,7 +2,7 @@
 
 Design (what the numbers mean):
 
-* A fresh database (`smartcity_bench_alerts`, dropped and re-created each run).
+* A fresh database (the configured one's name + `_bench_alerts`, re-created each run).
 * **History**: HISTORY_DAYS of the meter fleet without faults, written through the ingest's own
   decoder and writer (no rules run on it): the spike and leak baselines need past days.
 * **Scored span**: lamps and meters with fault injection (`simulators.faults`, rates below)
@@ -44,7 +44,7 @@ from rich.table import Table
 from smartcity import solar, topics
 from smartcity.alerts import context, offline, rules
 from smartcity.cities import get_city
-from smartcity.db.connect import connect, with_database
+from smartcity.db.connect import connect, database_name, with_database
 from smartcity.db.migrate import migrate
 from smartcity.errors import PayloadError
 from smartcity.settings import Settings
@@ -52,7 +52,7 @@ from smartcity.settings import Settings
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
 
-BENCH_DB = "smartcity_bench_alerts"
+BENCH_DB_SUFFIX = "_bench_alerts"  # the configured database's name + this
 CITY = "astana"
 HISTORY_BATCH_ROWS = 5000  # history is written like `smartcity backfill` writes it
 STEP_S = 60.0  # one ingest batch per simulated minute (the lamps' reporting interval)
@@ -109,14 +109,19 @@ class Alert:
     first: datetime
 
 
+def bench_database(settings: Settings) -> str:
+    return database_name(settings.database_conninfo) + BENCH_DB_SUFFIX
+
+
 def _fresh_database(settings: Settings) -> str:
+    name = bench_database(settings)
     admin = with_database(settings.database_conninfo, "postgres")
     with connect(admin, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    conninfo = with_database(settings.database_conninfo, BENCH_DB)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conninfo = with_database(settings.database_conninfo, name)
     migrate(settings.model_copy(update={"database_url": conninfo}))
     return conninfo
 
