@@ -19,6 +19,7 @@ from smartcity.db.migrations import (
     m0010_rollups,
     m0020_alerts,
     m0021_alert_rate,
+    m0022_alert_webhooks,
     m0030_gtfs,
     m0031_transit_live,
     m0040_api,
@@ -45,6 +46,11 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
             Migration(m0020_alerts.VERSION, m0020_alerts.DESCRIPTION, m0020_alerts.apply),
             Migration(
                 m0021_alert_rate.VERSION, m0021_alert_rate.DESCRIPTION, m0021_alert_rate.apply
+            ),
+            Migration(
+                m0022_alert_webhooks.VERSION,
+                m0022_alert_webhooks.DESCRIPTION,
+                m0022_alert_webhooks.apply,
             ),
             Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
             Migration(
