@@ -237,6 +237,9 @@ SPIKE_MIN_RATIO = 4.0
 # would otherwise fire on any change): e^0.1 ≈ ±10 %.
 SPIKE_MIN_MAD = 0.1
 _SPIKE_FLOOR_W = 1.0  # log of 0 W: counted as 1 W
+# A meter whose usual draw at this hour is below this (an empty flat, a meter that was stuck for
+# days) has no usual level to be a multiple of: its first real draw is not a spike.
+SPIKE_MIN_USUAL_W = 20.0
 
 
 def consumption_spike(r: Reading) -> Verdict | None:
@@ -252,6 +255,8 @@ def consumption_spike(r: Reading) -> Verdict | None:
     power = _f(r, "power_w")
     z = (math.log(max(power, _SPIKE_FLOOR_W)) - median) / mad
     usual = math.exp(median)
+    if usual < SPIKE_MIN_USUAL_W:
+        return None
     return Verdict(
         z >= SPIKE_MIN_Z and power >= SPIKE_MIN_RATIO * usual,
         f"meter drew {power:.0f} W, {power / usual:.1f}× its usual {usual:.0f} W at this hour "
