@@ -26,8 +26,16 @@ _SPECS = {spec.table: spec for spec in (LIGHTING, METERS)}
 class AlertHook:
     """Owns one database connection for alert evaluation; `close` releases it."""
 
-    def __init__(self, conninfo: str, metrics: IngestMetrics, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        metrics: IngestMetrics,
+        *,
+        enabled: bool = True,
+        max_new_per_min: int = 0,
+    ) -> None:
         self._conninfo = conninfo
+        self._max_new_per_min = max_new_per_min
         self._metrics = metrics
         self._enabled = enabled
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
@@ -44,7 +52,9 @@ class AlertHook:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._conninfo, autocommit=True)
-            engine.evaluate(self._conn, rows)
+            outcome = engine.evaluate(self._conn, rows, max_new_per_min=self._max_new_per_min)
+            if outcome.suppressed:
+                log.warning("new alerts held back by the rate limit", count=outcome.suppressed)
         except Exception:
             self._metrics.alert_errors.inc()
             log.exception("alert evaluation failed; the readings are committed, ingest goes on")

@@ -90,7 +90,10 @@ class Pipeline:
             max_age_s=settings.ingest_max_age_days * 86400,
         )
         self._alerts = AlertHook(
-            settings.database_conninfo, self.metrics, enabled=settings.alerts_on_ingest
+            settings.database_conninfo,
+            self.metrics,
+            enabled=settings.alerts_on_ingest,
+            max_new_per_min=settings.alerts_max_new_per_rule_per_min,
         )
         self._transit = TransitHook(
             settings.database_conninfo,

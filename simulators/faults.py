@@ -41,7 +41,8 @@ METERING_FAULTS: dict[str, tuple[float, float]] = {
     "tamper": (3600, 12 * 3600),  # tamper flag; the meter under-reads (bypass)
     "leak": (24 * 3600, 72 * 3600),  # water: a steady extra flow, visible at night
     "reverse_energy": (3600, 12 * 3600),  # electricity counted on the export register
-    "consumption_spike": (900, 3600),  # 5–10× the usual power
+    "consumption_spike": (900, 3600),  # 5–10× the usual power (electricity)
+    "stuck_register": (6 * 3600, 36 * 3600),  # seized meter: register and flow stand still
     "silent": (3600, 12 * 3600),  # stops reporting
 }
 TRANSIT_FAULTS: dict[str, tuple[float, float]] = {
@@ -147,7 +148,7 @@ class FaultSchedule:
         self.by_device: dict[int, list[ActiveFault]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._rates)
+        return bool(self._rates or self.by_device)  # planned from rates, or added one by one
 
     def plan_until(self, t_s: float) -> None:
         """Make sure every fault starting before `t_s` simulated seconds is planned."""

@@ -42,6 +42,8 @@ HEATING_BASE_C = 18.0  # heating degree-days are counted below this daily mean t
 HOUSEHOLD_MEAN_W = 350.0
 BUSINESS_MEAN_W = 3000.0
 HEATING_W_PER_K = {False: 120.0, True: 400.0}  # (business?) → W per kelvin below the base
+# A water meter's leak alarm: flow without a pause for a day (typical of meters with one).
+LEAK_FLAG_AFTER_S = 24 * 3600.0
 HOUSEHOLD_WATER_LPH = 15.0  # ≈ 360 l a day: 2.5 people
 BUSINESS_WATER_LPH = 40.0
 
@@ -117,6 +119,7 @@ class MeterFleet:
         self.volume_m3 = np.where(self.water, rng.uniform(50, 2000, size=count), 0.0)
         self.phase_s = rng.uniform(0, interval_s * SEND_WINDOW_SHARE, size=count)
         self.noise_rng = np.random.default_rng([seed, 0x4015E])
+        self._t_s = 0.0  # simulated seconds of the interval last advanced
         # The first share of meters (in a random order) report through gateways.
         order = rng.permutation(count)
         behind = order[: round(count * gateway_share)]
@@ -134,6 +137,8 @@ class MeterFleet:
             eligible={
                 "leak": np.flatnonzero(self.water),
                 "reverse_energy": np.flatnonzero(~self.water),
+                # A short burst of water is a bath, not a fault: spikes are electricity's.
+                "consumption_spike": np.flatnonzero(~self.water),
             },
         )
 
@@ -184,10 +189,23 @@ class MeterFleet:
                 value[index] += 5 + 25 * fault.magnitude  # a running toilet to a burst pipe
             elif fault.kind == "reverse_energy":
                 exported[index], imported[index] = imported[index], 0.0
+            elif fault.kind == "stuck_register":
+                value[index], imported[index] = 0.0, 0.0
         self.import_kwh += imported
         self.export_kwh += exported
         self.volume_m3 += np.where(self.water, value * hours / 1000, 0.0)
+        self._t_s = t_s
         return value
+
+    def _leak_flag(self, i: int) -> bool:
+        """Water meters flag a leak once flow has not stopped for LEAK_FLAG_AFTER_S (as meters
+        with a leak alarm do); the simulated household's own use never runs that long."""
+        fault = self.faults.active(i, self._t_s)
+        return (
+            fault is not None
+            and fault.kind == "leak"
+            and self._t_s - fault.start_s >= LEAK_FLAG_AFTER_S
+        )
 
     def _payload(
         self, i: int, ts_ms: int, value: float, voltage: float, tamper: bool
@@ -201,7 +219,7 @@ class MeterFleet:
                 "volume_m3": round(float(self.volume_m3[i]), 4),
                 "flow_lph": round(value, 2),
                 "tamper": tamper,
-                "leak": False,
+                "leak": self._leak_flag(i),
             }
         return {
             "meter_id": self.meter_ids[i],

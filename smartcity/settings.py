@@ -123,6 +123,24 @@ class Settings(BaseSettings):
         description="A device is offline after this many expected reporting intervals without "
         "a reading (and back after as many with readings).",
     )
+    alerts_max_new_per_rule_per_min: Annotated[int, Field(ge=0)] = Field(
+        default=200,
+        description="New alerts of one rule in one city per event-time minute; more are held "
+        "back (counted in alert_rate.suppressed) and raised by a later reading. 0: no limit.",
+    )
+    alerts_webhook_urls: str = Field(
+        default="",
+        description="Comma-separated URLs that get every alert change as a JSON POST "
+        "(retried with backoff from an outbox table); empty: no webhooks.",
+    )
+    alerts_webhook_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="Seconds a webhook receiver has to answer a POST."
+    )
+    alerts_webhook_backoff_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0,
+        description="First retry delay of a failed webhook POST; doubles per attempt, "
+        "at most 600 s, ±20 % jitter.",
+    )
 
     # --- API -----------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

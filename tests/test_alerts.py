@@ -273,7 +273,7 @@ def test_a_flapping_lamp_is_one_alert_with_a_count_then_clears_after_the_hold_of
 
 def test_an_alert_failure_never_stops_ingest_or_loses_readings(settings: Settings) -> None:
     with psycopg.connect(settings.database_conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE alerts")  # every alert evaluation now fails
+        conn.execute("DROP TABLE alerts CASCADE")  # every alert evaluation now fails
     night = _night()
     msgs = [
         (

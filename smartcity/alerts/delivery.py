@@ -39,6 +39,9 @@ _COLUMNS = sql.SQL(
 )
 
 
+ALERT_COLUMNS = _COLUMNS  # an alert as delivery shows it (webhooks send the same)
+
+
 class Publish(Protocol):
     def __call__(self, topic: str, payload: bytes, *, retain: bool) -> None: ...
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import psycopg
 import structlog
 
-from smartcity.alerts import store
+from smartcity.alerts import context, store
 from smartcity.alerts.rules import RULES, TABLE_DOMAINS, Reading, Rule, Verdict
 
 log = structlog.get_logger("smartcity.alerts")
@@ -30,6 +30,7 @@ class Outcome:
     raised: list[int] = field(default_factory=list)
     repeated: list[int] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
+    suppressed: int = 0  # new alerts held back by the per-rule rate limit
 
 
 @dataclass(slots=True)
@@ -59,8 +60,15 @@ def _runs(rule: Rule, readings: Sequence[Reading]) -> list[_Run]:
 def evaluate(
     conn: psycopg.Connection[tuple[object, ...]],
     rows_by_table: Mapping[str, Sequence[Reading]],
+    *,
+    max_new_per_min: int = 0,
 ) -> Outcome:
-    """Apply every rule to the readings (dicts by column name) and commit the result."""
+    """Apply every rule to the readings (dicts by column name) and commit the result.
+
+    `max_new_per_min` (0: none) limits the new alerts of each rule in each city per event-time
+    minute; a raise over it is counted in `alert_rate.suppressed` and not made now. The problem
+    is not lost: its next firing reading (in a later minute) raises it.
+    """
     outcome = Outcome()
     with conn.transaction():
         for table, readings in rows_by_table.items():
@@ -71,11 +79,16 @@ def evaluate(
             for r in readings:
                 by_device[str(r[id_column])].append(r)
             open_now = store.open_keys(conn, domain, sorted(by_device))
+            for device_readings in by_device.values():
+                device_readings.sort(key=_ts)
             if table == "meter_readings":
                 _add_previous_export(conn, by_device)
+                context.add_meter_history(conn, by_device)
+            else:
+                context.add_lamp_reference(conn, by_device)
             rules = [rule for rule in RULES if rule.domain == domain]
             for device_id in sorted(by_device):
-                device_readings = sorted(by_device[device_id], key=_ts)
+                device_readings = by_device[device_id]
                 city = str(device_readings[0]["city"])
                 for rule in rules:
                     _apply(
@@ -86,6 +99,7 @@ def evaluate(
                         _runs(rule, device_readings),
                         open_now,
                         outcome,
+                        max_new_per_min,
                     )
     return outcome
 
@@ -143,10 +157,16 @@ def _apply(
     runs: list[_Run],
     open_now: set[store.Key],
     outcome: Outcome,
+    max_new_per_min: int,
 ) -> None:
     is_open = key in open_now
     for run in runs:
         if run.firing:
+            if not is_open and not store.take_rate(
+                conn, city, rule.name, run.first, max_new_per_min
+            ):
+                outcome.suppressed += 1
+                continue
             alert_id, new = store.raise_alert(
                 conn,
                 key,

@@ -1,8 +1,9 @@
 """`smartcity alerts run`: the scheduled rules and delivery, one pass every interval.
 
-Each pass sweeps the `offline` rule (it needs the clock, not a reading) and publishes every
-undelivered alert change. Several loops may run: the sweep is idempotent (one open alert per
-device + rule) and delivery locks what it publishes (SKIP LOCKED). A failed pass (database or
+Each pass sweeps the `offline` rule (it needs the clock, not a reading), publishes every
+undelivered alert change, and queues and POSTs webhook deliveries (`webhooks.py`). Several
+loops may run: the sweep is idempotent (one open alert per device + rule) and delivery locks
+what it publishes (SKIP LOCKED). A failed pass (database or
 broker down) is logged and retried on the next one; nothing is lost, since what was not
 delivered stays undelivered in the table.
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+import httpx2
 import psycopg
 import structlog
 
-from smartcity.alerts import delivery, offline
+from smartcity.alerts import delivery, offline, webhooks
 from smartcity.settings import Settings
 
 log = structlog.get_logger("smartcity.alerts.loop")
@@ -30,6 +32,21 @@ def one_pass(
     return raised, cleared, published
 
 
+def webhook_urls(settings: Settings) -> list[str]:
+    return [u.strip() for u in settings.alerts_webhook_urls.split(",") if u.strip()]
+
+
+def webhook_pass(
+    conn: psycopg.Connection[tuple[object, ...]], settings: Settings, client: httpx2.Client
+) -> tuple[int, int, int]:
+    """(changes queued, POSTs delivered, POSTs failed and rescheduled)."""
+    urls = webhook_urls(settings)
+    queued = webhooks.enqueue(conn, urls)
+    backoff = webhooks.Backoff(base_s=settings.alerts_webhook_backoff_s)
+    delivered, failed = webhooks.send_due(conn, client, backoff)
+    return queued, delivered, failed
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
     """Pass after pass until `stop` is set."""
     log.info("alerts loop started", interval_s=settings.alerts_interval_s)
@@ -38,11 +55,15 @@ def run(settings: Settings, stop: threading.Event) -> None:
             with (
                 psycopg.connect(settings.database_conninfo, autocommit=True) as conn,
                 delivery.MqttPublisher(settings.mqtt_host, settings.mqtt_port) as publish,
+                httpx2.Client(timeout=settings.alerts_webhook_timeout_s) as client,
             ):
                 while not stop.is_set():
                     raised, cleared, published = one_pass(conn, settings, publish)
                     if raised or cleared or published:
                         log.info("alerts pass", offline=raised, cleared=cleared, sent=published)
+                    queued, posted, failed = webhook_pass(conn, settings, client)
+                    if queued or posted or failed:
+                        log.info("webhooks", queued=queued, delivered=posted, retrying=failed)
                     stop.wait(settings.alerts_interval_s)
         except Exception:
             log.exception("alerts pass failed; retrying", in_s=settings.alerts_interval_s)

@@ -120,3 +120,29 @@ def open_keys(conn: Conn, domain: str, device_ids: list[str]) -> set[Key]:
         (domain, device_ids),
     ).fetchall()
     return {Key(domain, str(d), str(r)) for d, r in rows}
+
+
+def take_rate(conn: Conn, city: str, rule: str, when: datetime, limit: int) -> bool:
+    """Count one new alert of `rule` in `city` in the event-time minute of `when`; False (and
+    counted as suppressed) when that minute already has `limit` of them. `limit` 0: no limit."""
+    if limit <= 0:
+        return True
+    params = {"city": city, "rule": rule, "when": when, "limit": limit}
+    row = conn.execute(
+        """
+        INSERT INTO alert_rate AS r (city, rule, minute, raised)
+        VALUES (%(city)s, %(rule)s, date_trunc('minute', %(when)s::timestamptz), 1)
+        ON CONFLICT (city, rule, minute) DO UPDATE SET raised = r.raised + 1
+            WHERE r.raised < %(limit)s
+        RETURNING raised
+        """,
+        params,
+    ).fetchone()
+    if row is not None:
+        return True
+    conn.execute(
+        "UPDATE alert_rate SET suppressed = suppressed + 1 WHERE city = %(city)s "
+        "AND rule = %(rule)s AND minute = date_trunc('minute', %(when)s::timestamptz)",
+        params,
+    )
+    return False

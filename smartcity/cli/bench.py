@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from smartcity.bench import alerts as alerts_bench
 from smartcity.bench import api as api_bench
 from smartcity.bench import eta as eta_bench
 from smartcity.bench import ingest as ingest_bench
@@ -16,6 +17,7 @@ app = typer.Typer(
 
 # Each benchmark registers its command below, one line each, e.g.
 # app.command("ingest")(ingest_bench.command)
+app.command("alerts")(alerts_bench.command)
 app.command("api")(api_bench.command)
 app.command("eta")(eta_bench.command)
 app.command("ingest")(ingest_bench.command)

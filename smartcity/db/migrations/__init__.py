@@ -18,6 +18,8 @@ from smartcity.db.migrations import (
     m0002_ingest,
     m0010_rollups,
     m0020_alerts,
+    m0021_alert_rate,
+    m0022_alert_webhooks,
     m0030_gtfs,
     m0031_transit_live,
     m0032_transit_tracking,
@@ -46,6 +48,14 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
             Migration(m0001_core.VERSION, m0001_core.DESCRIPTION, m0001_core.apply),
             Migration(m0002_ingest.VERSION, m0002_ingest.DESCRIPTION, m0002_ingest.apply),
             Migration(m0020_alerts.VERSION, m0020_alerts.DESCRIPTION, m0020_alerts.apply),
+            Migration(
+                m0021_alert_rate.VERSION, m0021_alert_rate.DESCRIPTION, m0021_alert_rate.apply
+            ),
+            Migration(
+                m0022_alert_webhooks.VERSION,
+                m0022_alert_webhooks.DESCRIPTION,
+                m0022_alert_webhooks.apply,
+            ),
             Migration(m0030_gtfs.VERSION, m0030_gtfs.DESCRIPTION, m0030_gtfs.apply),
             Migration(
                 m0031_transit_live.VERSION,
