@@ -37,6 +37,7 @@ def tuned_broker() -> Iterator[PrivateMosquitto]:
     with PrivateMosquitto(TUNED_CONF.read_text()) as b:
         yield b
 
+
 # 08:00 in Astana and Shymkent: lamps about to switch off, buses in the morning rush.
 START = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
