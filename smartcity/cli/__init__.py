@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+import structlog
 import typer
 from rich.console import Console
 
@@ -43,6 +44,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _log_to_stderr() -> None:
+    # Standard output is for what a command prints (tables, `--json` objects); log lines go to
+    # standard error, also from commands that do not configure logging themselves. The stream
+    # is looked up when a logger is made, so a replaced sys.stderr (tests) is followed.
+    structlog.configure(logger_factory=lambda *_args: structlog.PrintLogger(sys.stderr))
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(bench.app, name="bench")
