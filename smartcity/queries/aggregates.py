@@ -120,6 +120,26 @@ def _day_start() -> sql.Composable:
     return sql.SQL("(day::timestamp AT TIME ZONE %(tz)s)")
 
 
+def _rollup_source(
+    prefix: str, seg: Segment, bucket: Bucket, n: int
+) -> tuple[sql.Composable, sql.Composable, sql.Composable, dict[str, object]]:
+    """For a rollup segment of `<prefix>_daily` or `<prefix>_hourly`: the table, the bucket
+    expression, the segment's range condition and its parameters (named by segment `n`)."""
+    a, b = sql.Placeholder(f"a{n}"), sql.Placeholder(f"b{n}")
+    if isinstance(seg, DailySegment):
+        where = sql.SQL("day >= {a} AND day <= {b}").format(a=a, b=b)
+        params: dict[str, object] = {f"a{n}": seg.days[0], f"b{n}": seg.days[1]}
+        return sql.Identifier(f"{prefix}_daily"), _day_start(), where, params
+    where = sql.SQL("bucket >= {a} AND bucket < {b}").format(a=a, b=b)
+    bucket_start = _bucket_of(bucket, sql.Identifier("bucket"))
+    return (
+        sql.Identifier(f"{prefix}_hourly"),
+        bucket_start,
+        where,
+        {f"a{n}": seg.start, f"b{n}": seg.end},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     limit: int
@@ -207,24 +227,7 @@ def _lighting_segment(
             f=_filters(district, key, key_col),
         )
         return q, {"ra": seg.start, "rb": seg.end}
-    if isinstance(seg, DailySegment):
-        table, b, where = (
-            sql.Identifier("lighting_daily"),
-            _day_start(),
-            sql.SQL("day >= {a} AND day <= {b}").format(
-                a=sql.Placeholder(f"a{n}"), b=sql.Placeholder(f"b{n}")
-            ),
-        )
-        params: dict[str, object] = {f"a{n}": seg.days[0], f"b{n}": seg.days[1]}
-    else:
-        table, b, where = (
-            sql.Identifier("lighting_hourly"),
-            _bucket_of(bucket, sql.Identifier("bucket")),
-            sql.SQL("bucket >= {a} AND bucket < {b}").format(
-                a=sql.Placeholder(f"a{n}"), b=sql.Placeholder(f"b{n}")
-            ),
-        )
-        params = {f"a{n}": seg.start, f"b{n}": seg.end}
+    table, b, where, params = _rollup_source("lighting", seg, bucket, n)
     cols = sql.SQL(", ").join(
         sql.SQL("sum({m}) AS {m}").format(m=sql.Identifier(m)) for m in _LIGHTING_MEASURES
     )
@@ -348,24 +351,7 @@ def _meter_segment(
             f=sql.SQL(" ").join(f),
         )
         return q, {"a": seg.start, "b": seg.end}
-    if isinstance(seg, DailySegment):
-        table, b, where = (
-            sql.Identifier("meter_daily"),
-            _day_start(),
-            sql.SQL("day >= {a} AND day <= {b}").format(
-                a=sql.Placeholder(f"a{n}"), b=sql.Placeholder(f"b{n}")
-            ),
-        )
-        params: dict[str, object] = {f"a{n}": seg.days[0], f"b{n}": seg.days[1]}
-    else:
-        table, b, where = (
-            sql.Identifier("meter_hourly"),
-            _bucket_of(bucket, sql.Identifier("bucket")),
-            sql.SQL("bucket >= {a} AND bucket < {b}").format(
-                a=sql.Placeholder(f"a{n}"), b=sql.Placeholder(f"b{n}")
-            ),
-        )
-        params = {f"a{n}": seg.start, f"b{n}": seg.end}
+    table, b, where, params = _rollup_source("meter", seg, bucket, n)
     q = sql.SQL(
         "SELECT {b} AS bucket, key, sum(readings) AS readings, "
         "sum(CASE WHEN kind = 'electricity' THEN energy_kwh ELSE volume_m3 END) AS consumption "
