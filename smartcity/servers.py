@@ -123,8 +123,20 @@ class _Server:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+# The broker settings the project ships for QoS 1 ingest (in-flight and queue limits above a
+# batch); benchmarks, the soak and fault tests run a private broker with them.
+TUNED_MOSQUITTO_CONF = (
+    Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+)
+
+
 class PrivateMosquitto(_Server):
     """A Mosquitto broker of our own: `config` is appended after listener and persistence."""
+
+    @classmethod
+    def tuned(cls) -> PrivateMosquitto:
+        """A broker with the project's tuned configuration (`TUNED_MOSQUITTO_CONF`)."""
+        return cls(TUNED_MOSQUITTO_CONF.read_text())
 
     def __init__(self, config: str = "", *, persistence: bool = True) -> None:
         super().__init__()

@@ -31,7 +31,6 @@ from tests.helpers import count_rows, running_ingest, wait_until
 
 pytestmark = pytest.mark.slow
 
-TUNED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
 METERS = 200
 TOTAL = 6000
 RATE_PER_S = 1500.0
@@ -39,7 +38,7 @@ RATE_PER_S = 1500.0
 
 @pytest.fixture
 def broker() -> Iterator[PrivateMosquitto]:
-    with PrivateMosquitto(TUNED_CONF.read_text()) as b:
+    with PrivateMosquitto.tuned() as b:
         yield b
 
 

@@ -29,12 +29,10 @@ from smartcity.servers import PrivateMosquitto
 from smartcity.settings import Settings
 from tests.helpers import count_rows, running_ingest, wait_until
 
-TUNED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
-
 
 @pytest.fixture
 def tuned_broker() -> Iterator[PrivateMosquitto]:
-    with PrivateMosquitto(TUNED_CONF.read_text()) as b:
+    with PrivateMosquitto.tuned() as b:
         yield b
 
 

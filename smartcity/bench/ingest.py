@@ -37,7 +37,6 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -54,7 +53,6 @@ from smartcity.servers import PrivateMosquitto
 from smartcity.settings import Settings
 from smartcity.topics import Feed, subscription
 
-TUNED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 CITY = "astana"
 SHARE_GROUP = "bench-ingest"
 CLIENT_ID = "bench-ingest"
@@ -192,7 +190,7 @@ def run(settings: Settings, messages: int, packs: int, workers: int) -> IngestBe
     root = f"bench{uuid.uuid4().hex[:8]}"
     db_name = f"smartcity_bench_{uuid.uuid4().hex[:8]}"
     admin = with_database(settings.database_conninfo, "postgres")
-    with PrivateMosquitto(TUNED_CONF.read_text()) as broker, tempfile.TemporaryDirectory() as cwd:
+    with PrivateMosquitto.tuned() as broker, tempfile.TemporaryDirectory() as cwd:
         s = settings.model_copy(
             update={
                 "database_url": with_database(settings.database_conninfo, db_name),

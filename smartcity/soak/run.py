@@ -47,7 +47,6 @@ from smartcity.soak.traffic import ApiLoad, LagProbe
 if TYPE_CHECKING:
     from simulators.live import RunResult
 
-TUNED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 READY_TIMEOUT_S = 120.0
 # The simulators may run late on a loaded machine (their messages are stamped with the
 # schedule, so late is not wrong); this much past the planned end they count as failed.
@@ -69,7 +68,7 @@ def run(plan: SoakPlan, settings: Settings, say: Say) -> report.SoakReport:
         database: PrivatePostgres | None = None
         if plan.private_servers:
             say("starting a private Mosquitto (deploy/mosquitto config) and PostgreSQL …")
-            broker = stack.enter_context(PrivateMosquitto(TUNED_CONF.read_text()))
+            broker = stack.enter_context(PrivateMosquitto.tuned())
             database = stack.enter_context(PrivatePostgres())
             admin, host, port = database.conninfo, broker.host, broker.port
         else:
