@@ -45,6 +45,12 @@ METERING_FAULTS: dict[str, tuple[float, float]] = {
     "stuck_register": (6 * 3600, 36 * 3600),  # seized meter: register and flow stand still
     "silent": (3600, 12 * 3600),  # stops reporting
 }
+# Faults of a lamp cabinet as a whole (planned per cabinet, logged with the cabinet's id).
+CABINET_FAULTS: dict[str, tuple[float, float]] = {
+    # every lamp of the cabinet draws 12–15 % more than its dim level predicts (a controller
+    # applying the wrong dim profile, drivers mis-programmed): under the lamp rules' tolerance
+    "cabinet_imbalance": (1800, 5400),
+}
 TRANSIT_FAULTS: dict[str, tuple[float, float]] = {
     "gps_dropout": (60, 600),  # no fixes
     "stale_position": (60, 600),  # fixes keep the same old position
@@ -52,7 +58,7 @@ TRANSIT_FAULTS: dict[str, tuple[float, float]] = {
     "bunching": (1800, 1800),  # trips starting in this window are held back to bunch
 }
 FAULTS: dict[str, dict[str, tuple[float, float]]] = {
-    "lighting": LIGHTING_FAULTS,
+    "lighting": {**LIGHTING_FAULTS, **CABINET_FAULTS},
     "metering": METERING_FAULTS,
     "transit": TRANSIT_FAULTS,
 }

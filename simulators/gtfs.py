@@ -32,6 +32,10 @@ STOP_SHARE_RADIUS_M = 40.0  # a new stop this close to an existing one on the sa
 SHAPE_STEP_M = 50.0
 SERVICE_START_S = 6 * 3600
 SERVICE_END_S = 23 * 3600
+# Round-the-clock service (`night_service`): first departures at 03:00, last at 26:45 (02:45
+# the next morning), so the last blocks run past the next service day's start and some bus is
+# out at every hour (the soak runs at whatever hour it is started).
+NIGHT_SERVICE_S = (3 * 3600, 26 * 3600 + 45 * 60)
 LAYOVER_S = 300.0  # minimum rest at a terminal between two trips of one bus
 SCHEDULED_DWELL_S = 20.0
 DEFAULT_ROUTES = 30
@@ -211,8 +215,11 @@ def _cumulative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
 
 
-def generate(city: City, *, seed: int = 1, routes: int = DEFAULT_ROUTES) -> Network:
-    """The city's network: `routes` routes, both directions, weekday and weekend service."""
+def generate(
+    city: City, *, seed: int = 1, routes: int = DEFAULT_ROUTES, night_service: bool = False
+) -> Network:
+    """The city's network: `routes` routes, both directions, weekday and weekend service,
+    06:00–23:00 (or through the night with `night_service`)."""
     if routes < 1:
         raise ValueError("a network needs at least one route")
     rng = np.random.default_rng([seed, 0x6F75])
@@ -221,6 +228,7 @@ def generate(city: City, *, seed: int = 1, routes: int = DEFAULT_ROUTES) -> Netw
     radius_m = 0.42 * min(city.half_lat_deg * proj.ky, city.half_lon_deg * proj.kx)
     net = Network(city=city.slug, timezone=city.tz_name)
     net.services = {"wd": (0, 1, 2, 3, 4), "we": (5, 6)}
+    first_s, last_s = NIGHT_SERVICE_S if night_service else (SERVICE_START_S, SERVICE_END_S)
     anchors_x = rng.uniform(-radius_m, radius_m, len(PLACE_NAMES))
     anchors_y = rng.uniform(-radius_m, radius_m, len(PLACE_NAMES))
     name_uses: dict[int, int] = {}
@@ -280,8 +288,8 @@ def generate(city: City, *, seed: int = 1, routes: int = DEFAULT_ROUTES) -> Netw
             sd = [float(np.interp(d, _cumulative(sx, sy), net.shapes[shape_id].dist_m)) for d in sd]
             for service, weekdays in net.services.items():
                 weekend = 5 in weekdays
-                t = SERVICE_START_S + float(rng.uniform(0, 300)) + direction * 120
-                while t < SERVICE_END_S:
+                t = first_s + float(rng.uniform(0, 300)) + direction * 120
+                while t < last_s:
                     arr, dep = [int(t)], [int(t)]
                     clock = t
                     for j in range(len(ids) - 1):

@@ -24,7 +24,7 @@ import orjson
 from pydantic import ValidationError
 
 from simulators.citymodel import placed_near_districts
-from simulators.faults import FaultLog, FaultSchedule
+from simulators.faults import CABINET_FAULTS, FaultLog, FaultSchedule
 from simulators.stream import Message
 from smartcity import solar, topics
 from smartcity.cities import City
@@ -42,6 +42,11 @@ NOMINAL_VOLTAGE_V = 230.0
 RATED_POWERS_W = np.array([30.0, 40.0, 60.0, 80.0, 100.0, 120.0, 150.0])
 LAMPS_PER_CABINET = 40
 DEFAULT_INTERVAL_S = 60.0
+# A cabinet fault makes its lamps draw this share more, plus up to CABINET_EXTRA_SPAN by the
+# fault's magnitude (see `simulators.faults.CABINET_FAULTS`): above the cabinet rule's 10 %,
+# far enough below the lamp dimming rule's 25 % that reading noise (2 %) never crosses it.
+CABINET_EXTRA = 0.12
+CABINET_EXTRA_SPAN = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +116,24 @@ class LampFleet:
         self.commands: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self.commands_applied = 0
         self.commands_rejected: list[str] = []
+        rates = fault_rates or {}
         self.faults = FaultSchedule(
             "lighting",
             [lamp.lamp_id for lamp in self.lamps],
-            fault_rates or {},
+            {k: r for k, r in rates.items() if k not in CABINET_FAULTS},
             seed=seed,
+            start=datetime.fromtimestamp(0, UTC),
+            log=fault_log,
+        )
+        self.cabinet_ids = sorted({lamp.cabinet_id for lamp in self.lamps})
+        self.cabinet_index = np.array(
+            [self.cabinet_ids.index(lamp.cabinet_id) for lamp in self.lamps], dtype=int
+        )
+        self.cabinet_faults = FaultSchedule(
+            "lighting",
+            self.cabinet_ids,
+            {k: r for k, r in rates.items() if k in CABINET_FAULTS},
+            seed=seed + 0xCAB,
             start=datetime.fromtimestamp(0, UTC),
             log=fault_log,
         )
@@ -209,6 +227,13 @@ class LampFleet:
             power, voltage = 0.0, 0.0
         elif on and kind != "lamp_failure":
             power = lamp.rated_w * (0.1 + 0.9 * drive_dim / 100) * power_noise
+            cab = (
+                self.cabinet_faults.active(int(self.cabinet_index[index]), t_s)
+                if t_s is not None and self.cabinet_faults
+                else None
+            )
+            if cab is not None:
+                power *= 1 + CABINET_EXTRA + CABINET_EXTRA_SPAN * cab.magnitude
         else:
             power = STANDBY_W * standby
         pf = 0.95 if on and kind != "lamp_failure" else 0.5
@@ -252,6 +277,7 @@ class LampFleet:
         """
         start = start.astimezone(UTC)
         self.faults._start = start
+        self.cabinet_faults._start = start
         n = len(self)
         # Phases are drawn from the fleet's own generator, so a seed fixes the schedule too.
         phase = self.rng.uniform(0, interval_s, size=n)
@@ -259,7 +285,6 @@ class LampFleet:
         lamp_topics = [
             topics.lamp_telemetry(topic_root, self.city.slug, lamp.lamp_id) for lamp in self.lamps
         ]
-        ids = [lamp.lamp_id for lamp in self.lamps]
         start_epoch = start.timestamp()
         # Lamps are computed in chunks of about a twentieth of the interval, vectorised; a
         # command received meanwhile applies from the next chunk.
@@ -268,6 +293,7 @@ class LampFleet:
         while True:
             base = k * interval_s
             self.faults.plan_until(base + interval_s)
+            self.cabinet_faults.plan_until(base + interval_s)
             # One bulk draw per interval: the same numbers whatever the pacing of the run.
             power_noise = self.rng.normal(1.0, 0.02, size=n)
             voltage = self.rng.normal(NOMINAL_VOLTAGE_V, 2.0, size=n)
@@ -277,19 +303,25 @@ class LampFleet:
                 idx = np.array(order[c0 : c0 + chunk])
                 t = base + phase[idx]
                 bodies = self._chunk(idx, t, start_epoch, power_noise, voltage, standby)
-                special = self.overrides.keys() | self.faults.by_device.keys()
-                for j, i in enumerate(idx.tolist()):
-                    body = bodies[j]
-                    t_s = float(t[j])
+                special = self._special()
+                dumps = orjson.dumps
+                for i, t_s, body in zip(idx.tolist(), t.tolist(), bodies, strict=True):
                     if i in special:
                         fault = self.faults.active(i, t_s) if self.faults else None
                         if fault is not None and fault.kind == "silent":
                             continue
                         noise = (float(power_noise[i]), float(voltage[i]), float(standby[i]))
                         body = self.reading(i, start + timedelta(seconds=t_s), noise, t_s)
-                    body["lamp_id"] = ids[i]
-                    yield t_s, lamp_topics[i], orjson.dumps(body)
+                    yield t_s, lamp_topics[i], dumps(body)
             k += 1
+
+    def _special(self) -> set[int]:
+        """Lamps computed one by one: under a command, or with a (lamp or cabinet) fault."""
+        special = set(self.overrides) | set(self.faults.by_device)
+        if self.cabinet_faults.by_device:
+            cabs = np.array(sorted(self.cabinet_faults.by_device))
+            special.update(np.flatnonzero(np.isin(self.cabinet_index, cabs)).tolist())
+        return special
 
     def _chunk(
         self,
@@ -319,7 +351,7 @@ class LampFleet:
         )
         volts = voltage[idx]
         pf = np.where(dark, 0.95, 0.5)
-        special = self.overrides.keys() | self.faults.by_device.keys()
+        special = self._special()
         plain = np.array([i not in special for i in idx.tolist()], dtype=bool)
         hours = (epoch - self.last_t[idx]) / 3600
         step = plain & (hours > 0)  # NaN compares False: a first report integrates nothing
@@ -345,7 +377,7 @@ class LampFleet:
         )
         return [
             {
-                "lamp_id": "",
+                "lamp_id": lamps[i].lamp_id,
                 "ts": ms,
                 "district": lamps[i].district,
                 "cabinet_id": lamps[i].cabinet_id,

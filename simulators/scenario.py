@@ -35,6 +35,7 @@ class ScenarioOptions:
     bus_interval_s: float = 10.0
     gateway_share: float = 0.5
     routes: int = gtfs.DEFAULT_ROUTES
+    night_service: bool = False  # generated network: buses round the clock (gtfs.generate)
     gtfs_path: Path | None = None  # drive this feed instead of generating one
     seed: int = 1
     faults: list[str] = field(default_factory=list)  # KIND=RATE per device per simulated day
@@ -101,7 +102,9 @@ class Scenario:
             self.network = (
                 gtfs.read_zip(o.gtfs_path)
                 if o.gtfs_path
-                else gtfs.generate(city, seed=o.seed, routes=o.routes)
+                else gtfs.generate(
+                    city, seed=o.seed, routes=o.routes, night_service=o.night_service
+                )
             )
             self.transit = BusFleet(
                 city,

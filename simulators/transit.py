@@ -173,6 +173,16 @@ class BusFleet:
             bus.duties[day] = Duty(blocks[bus_index], day0, day.strftime("%Y%m%d"))
         return bus.duties[day]
 
+    def _block_end_s(self, bus_index: int, day: date) -> float:
+        """When bus `bus_index`'s block of service day `day` is scheduled to end, with the
+        latest start delay (simulated seconds; -inf when it has none)."""
+        blocks = self.blocks_on(day)
+        if bus_index >= len(blocks):
+            return -math.inf
+        midnight = datetime(day.year, day.month, day.day, tzinfo=self.city.tz)
+        last = blocks[bus_index][-1]
+        return (midnight - self._start).total_seconds() + last.arrival_s[-1] + START_DELAY_S[1]
+
     def _begin(self, bus_index: int, duty: Duty, trip: Trip) -> Timeline:
         rng = self.rngs[bus_index]
         sched_arr = duty.day0_s + np.array(trip.arrival_s, dtype=float)
@@ -268,16 +278,37 @@ class BusFleet:
             span = float(tl.arr[j + 1] - tl.dep[j])
             seg = float(tl.dist[j + 1] - tl.dist[j])
             return tl, float(tl.dist[j]) + seg * (t_s - float(tl.dep[j])) / span, seg / span
-        return tl, float(tl.dist[j]), 0.0  # dwelling at stop j
+        # Arrived at stop j + 1 and not yet left it (its departure is past j's, so the search
+        # above lands on j): dwelling there, not back at stop j.
+        return tl, float(tl.dist[min(j + 1, len(tl.dist) - 1)]), 0.0
+
+    def _where_on_duty(
+        self, bus_index: int, day: date, t_s: float
+    ) -> tuple[Timeline, float, float] | None:
+        """Where the bus is at `t_s`, on service day `day`. A block of the previous service
+        day that runs past the day boundary (a night service) is driven to its end first; the
+        new day's block then starts no earlier than a layover after it."""
+        bus = self.buses[bus_index]
+        prev_day = day - timedelta(days=1)
+        prev = bus.duties.get(prev_day)
+        if prev is None and self._block_end_s(bus_index, prev_day) > t_s:
+            prev = self._duty(bus_index, prev_day)  # a run started during a night block
+        if prev is not None and (prev.current is not None or prev.next_trip < len(prev.trips)):
+            where = self._where(bus_index, prev, t_s)
+            if where is not None:
+                return where
+        duty = self._duty(bus_index, day)
+        if duty is None:
+            return None
+        if prev is not None:
+            duty.free_at_s = max(duty.free_at_s, prev.free_at_s)
+        return self._where(bus_index, duty, t_s)
 
     def fix(self, bus_index: int, t_s: float) -> dict[str, object] | None:
         """The bus's GPS fix at `t_s`, or None if it is not in service (or its GPS is out)."""
         when = self._start + timedelta(seconds=t_s)
         local = when.astimezone(self.city.tz) - timedelta(seconds=SERVICE_DAY_OFFSET_S)
-        duty = self._duty(bus_index, local.date())
-        if duty is None:
-            return None
-        where = self._where(bus_index, duty, t_s)
+        where = self._where_on_duty(bus_index, local.date(), t_s)
         if where is None:
             return None
         tl, d, speed = where

@@ -8,7 +8,7 @@ import itertools
 import math
 import zipfile
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +222,38 @@ def test_detours_leave_the_shape_only_while_injected(network: Network) -> None:
             off += 1
     assert off > 0
     assert fleet.faults.by_device
+
+
+@pytest.mark.parametrize("start_local_hour", [0, 2.5])
+def test_night_service_keeps_buses_out_across_the_service_day_boundary(
+    start_local_hour: float,
+) -> None:
+    """With `night_service` a few buses are out at every minute, 02:00–04:00 local included
+    (where the previous service day's last blocks hand over to the new day's), whether the
+    fleet started before or during the night blocks; the default network has none at 02:30."""
+    city = get_city("shymkent")
+    night = generate(city, seed=5, routes=2, night_service=True)
+    start = datetime(2026, 11, 23, 19, 0, tzinfo=UTC) + timedelta(hours=start_local_hour)
+    truth: list[dict[str, object]] = []
+    fleet = BusFleet(city, night, 3, seed=5, ground_truth=truth.append)
+    fleet._start = start
+    seen_trips: dict[str, set[str]] = defaultdict(set)
+    minutes = int((4.5 - start_local_hour) * 60)  # until 04:30 local (UTC+5)
+    for minute in range(minutes):
+        out = [fleet.fix(i, minute * 60.0) for i in range(3)]
+        fixes = [f for f in out if f is not None]
+        assert fixes, f"no bus out at {start + timedelta(minutes=minute)}"
+        for f in fixes:
+            seen_trips[str(f["start_date"])].add(str(f["trip_id"]))
+    assert {"20261123", "20261124"} <= set(seen_trips)  # both service days drove
+    # The old day's trips are driven to their last stop, not cut off at the boundary.
+    last_stops = {
+        str(r["trip_id"])
+        for r in truth
+        if int(str(r["stop_sequence"])) == len(night.trips[str(r["trip_id"])].stop_ids)
+    }
+    assert seen_trips["20261123"] <= last_stops
+
+    day = BusFleet(city, generate(city, seed=5, routes=2), 3, seed=5)
+    day._start = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)  # 02:30 local
+    assert all(day.fix(i, 0.0) is None for i in range(3))
