@@ -23,6 +23,7 @@ Reasons (stable; dashboards and alerts key on them):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -321,6 +322,21 @@ DECODERS: dict[Feed, Decoder] = {
 def _check_times(out: Decoded, limits: Limits, now_s: float) -> None:
     if limits.max_future_s is None and limits.max_age_s is None:
         return
+    # Fast path: compare epoch seconds; only a message out of the window builds the detail.
+    latest_s = now_s + limits.max_future_s if limits.max_future_s is not None else math.inf
+    earliest_s = now_s - limits.max_age_s if limits.max_age_s is not None else -math.inf
+    for rows in out.rows.values():
+        for row in rows:
+            ts = row[0]
+            if not isinstance(ts, datetime) or not earliest_s <= ts.timestamp() <= latest_s:
+                _time_error(out, limits, now_s)
+    for s in out.statuses:
+        if not earliest_s <= s.ts.timestamp() <= latest_s:
+            _time_error(out, limits, now_s)
+
+
+def _time_error(out: Decoded, limits: Limits, now_s: float) -> None:
+    """Raise the PayloadError for the first reading of `out` outside the time window."""
     latest = datetime.fromtimestamp(now_s + (limits.max_future_s or 0.0), tz=UTC)
     earliest = (
         datetime.fromtimestamp(now_s, tz=UTC) - timedelta(seconds=limits.max_age_s)

@@ -1,11 +1,13 @@
 """The MQTT side of the ingest: a persistent QoS 1 session with manual acknowledgement.
 
-paho-mqtt runs its network loop in its own thread and hands each message to `_on_message`,
-which puts it on a bounded queue. When the queue is full the put blocks the network thread, so
-the ingest stops reading the socket and the broker stops sending: back-pressure without loss.
-Messages are acknowledged (PUBACK) only by `ack`, which the pipeline calls after the rows are
-committed. A message that is never acknowledged is redelivered by the broker after a reconnect
-or restart, because the session is persistent.
+paho-mqtt (with the faster receive path of `ingest.fastclient`) runs its network loop in our
+own thread and hands each message to `_deliver`, which collects them; at the end of each read
+(or every `CHUNK` messages) the collected list goes onto a bounded queue. When the queue is full
+the put blocks the network thread, so the ingest stops reading the socket and the broker stops
+sending: back-pressure without loss. Messages are acknowledged (PUBACK) only by `ack`, which
+the pipeline calls after the rows are committed; the network thread sends the PUBACKs of a
+batch in one write. A message that is never acknowledged is redelivered by the broker after a
+reconnect or restart, because the session is persistent.
 
 The network loop is our own thread rather than paho's `loop_start`: paho's reconnect waits a
 fixed doubling delay, so after a broker restart every worker of every host would reconnect in
@@ -33,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest.fastclient import FastClient
 from smartcity.settings import Settings
 from smartcity.topics import Feed, subscription
 
@@ -47,15 +50,24 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 # protocol's maximum.
 RECEIVE_MAXIMUM = 65535
 _PUT_POLL_S = 0.1
-# Reconnect backoff: from 0.5 s doubling to 2 s, each wait drawn uniformly from [0, delay].
-# The cap is short on purpose: Mosquitto 2.0 does not restore shared subscriptions when it
-# restarts, so until the ingest has subscribed again the broker accepts readings that no one
-# receives (see docs/ingest.md). A few workers retrying every ≤ 2 s cost the broker nothing.
-RECONNECT_MIN_S = 0.5
-RECONNECT_MAX_S = 2.0
+# Reconnect backoff: from 0.05 s doubling to 0.5 s, each wait drawn uniformly from [0, delay].
+# Short on purpose: Mosquitto 2.0 does not restore shared subscriptions when it restarts, so
+# until the ingest has subscribed again the broker accepts readings that no one receives (see
+# docs/ingest.md); the ingest must be back before the devices, whose backoff starts at
+# 0.25–0.5 s. A few workers retrying a refused connection every ≤ 0.5 s cost the broker nothing.
+RECONNECT_MIN_S = 0.05
+RECONNECT_MAX_S = 0.5
 # The network loop wakes at least this often to send acknowledgements queued by `ack`.
 _LOOP_TIMEOUT_S = 0.02
 _CLOSE_ACK_WAIT_S = 5.0
+# Messages handed to the pipeline per queue item (fewer, larger queue operations). The queue
+# holds at most SMARTCITY_INGEST_QUEUE_MAX // CHUNK items, so at most that many messages.
+CHUNK = 500
+
+
+def inbox_chunks(queue_max: int) -> int:
+    """The bound of the inbox queue, in chunks, for at most `queue_max` messages."""
+    return max(1, queue_max // CHUNK)
 
 
 def share(group: str, topic_filter: str) -> str:
@@ -79,7 +91,7 @@ class MqttSource:
     """Owns the paho client. `start` connects (and keeps reconnecting); `close` disconnects."""
 
     def __init__(
-        self, settings: Settings, inbox: queue.Queue[Inbound], feeds: Sequence[Feed]
+        self, settings: Settings, inbox: queue.Queue[list[Inbound]], feeds: Sequence[Feed]
     ) -> None:
         self._settings = settings
         self._inbox = inbox
@@ -96,10 +108,18 @@ class MqttSource:
         self._to_ack: list[Inbound] = []
         self._ack_lock = threading.Lock()
         self._reading = threading.Event()
+        # `close` asks the network thread to make sure the broker processed the last PUBACKs.
+        self._settle = threading.Event()
+        self._settled = threading.Event()
+        self._settle_ticket: int | None = None
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(
+        # Received on the network thread, not yet handed to the pipeline.
+        self._received: list[Inbound] = []
+        self._client = FastClient(
             CallbackAPIVersion.VERSION2,
+            deliver=self._deliver,
+            after_read=self._hand_over,
             client_id=settings.ingest_client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
@@ -142,8 +162,11 @@ class MqttSource:
                     clean_start=False,
                     properties=props,
                 )
+                self._settle_ticket = None
                 while self._client.loop(timeout=_LOOP_TIMEOUT_S) == mqtt.MQTT_ERR_SUCCESS:
                     self._send_acks()
+                    if self._settle.is_set():
+                        self._settle_acks()
                     if self._connected.is_set():
                         delay = RECONNECT_MIN_S  # a session was up: start the backoff afresh
             except (OSError, ValueError) as exc:
@@ -160,20 +183,31 @@ class MqttSource:
         self._reading.clear()
 
     def close(self) -> None:
-        """Disconnect (after sending any acknowledgements queued so far) and end the thread."""
+        """Disconnect (after the broker processed every acknowledgement queued so far) and end
+        the thread."""
         self._reading.clear()
+        self._settle.set()
         deadline = time.monotonic() + _CLOSE_ACK_WAIT_S
         while self._connected.is_set() and time.monotonic() < deadline:
-            with self._ack_lock:
-                if not self._to_ack:
-                    break
-            time.sleep(_LOOP_TIMEOUT_S)
+            if self._settled.wait(_LOOP_TIMEOUT_S):
+                break
         self._closing.set()
         self._client.disconnect()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
         self._connected.clear()
+
+    def _settle_acks(self) -> None:
+        # Network thread, once `close` asked: when every queued PUBACK is written, a PINGREQ
+        # round trip shows the broker has processed them (see FastClient.round_trip).
+        with self._ack_lock:
+            if self._to_ack:
+                return
+        if self._settle_ticket is None:
+            self._settle_ticket = self._client.round_trip()
+        elif self._client.answered(self._settle_ticket):
+            self._settled.set()
 
     def ack(self, messages: Sequence[Inbound]) -> None:
         """Acknowledge committed messages; the network thread sends the PUBACKs at once."""
@@ -186,11 +220,15 @@ class MqttSource:
         # Under the lock: `close` waits for an empty list, which must mean "sent", so that its
         # DISCONNECT never overtakes the last PUBACKs.
         with self._ack_lock:
+            if not self._to_ack:
+                return
             current = self._generation
-            ack = self._client.ack
+            self._client.ack_many(
+                [m.mid for m in self._to_ack if m.qos == 1 and m.generation == current]
+            )
             for msg in self._to_ack:
-                if msg.qos > 0 and msg.generation == current:
-                    ack(msg.mid, msg.qos)
+                if msg.qos == 2 and msg.generation == current:
+                    self._client.ack(msg.mid, msg.qos)
             self._to_ack = []
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
@@ -244,13 +282,24 @@ class MqttSource:
             return
         self._subscribed.set()
 
+    def _deliver(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """A PUBLISH from the fast receive path."""
+        self._received.append(Inbound(topic, payload, mid, qos, self._generation, time.time()))
+        if len(self._received) >= CHUNK:
+            self._hand_over()
+
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        item = Inbound(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.time()
-        )
+        """A PUBLISH that paho decoded (MQTT 5 properties, QoS 2): same as `_deliver`."""
+        self._deliver(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+
+    def _hand_over(self) -> None:
+        """Put what was received onto the pipeline's queue; blocks while the queue is full."""
+        if not self._received:
+            return
+        chunk, self._received = self._received, []
         while self._reading.is_set():
             try:
-                self._inbox.put(item, timeout=_PUT_POLL_S)
+                self._inbox.put(chunk, timeout=_PUT_POLL_S)
                 return
             except queue.Full:
                 continue  # back-pressure: the network thread waits, the broker holds the rest

@@ -47,12 +47,18 @@ class TransitHook:
     """Owns one database connection and the tracker's caches; `close` releases them."""
 
     def __init__(
-        self, conninfo: str, metrics: IngestMetrics, *, enabled: bool, stats_reload_s: float
+        self,
+        conninfo: str,
+        metrics: IngestMetrics,
+        *,
+        enabled: bool,
+        stats_reload_s: float,
+        eta_sample_pct: float,
     ) -> None:
         self._conninfo = conninfo
         self._metrics = metrics
         self._enabled = enabled
-        self._tracker = Tracker(stats_reload_s=stats_reload_s)
+        self._tracker = Tracker(stats_reload_s=stats_reload_s, eta_sample_pct=eta_sample_pct)
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def after_commit(self, batch: Batch) -> None:

@@ -164,7 +164,8 @@ class BatchWriter:
             return
         known = self._known_days.setdefault(table, set())
         # ts is always the first column of a raw table's row (see ingest.rows).
-        days = {storage.day_of(row[0]) for row in rows if isinstance(row[0], datetime)}
+        stamps = {row[0] for row in rows}  # many rows share a time (a SenML pack: all)
+        days = {storage.day_of(ts) for ts in stamps if isinstance(ts, datetime)}
         missing = days - known
         if missing:
             storage.ensure_partitions(self._require(), self._mode, table, missing)
