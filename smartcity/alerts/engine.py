@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 import psycopg
 import structlog
 
-from smartcity.alerts import context, store
-from smartcity.alerts.rules import RULES, TABLE_DOMAINS, Reading, Rule, Verdict
+from smartcity.alerts import cabinet, context, store
+from smartcity.alerts.rules import RULES, RULES_BY_NAME, TABLE_DOMAINS, Reading, Rule, Verdict
 
 log = structlog.get_logger("smartcity.alerts")
 
@@ -34,15 +34,15 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class _Run:
+class Run:
     firing: bool
     first: datetime
     last: datetime
     message: str
 
 
-def _runs(rule: Rule, readings: Sequence[Reading]) -> list[_Run]:
-    runs: list[_Run] = []
+def runs_of(rule: Rule, readings: Sequence[Reading]) -> list[Run]:
+    runs: list[Run] = []
     for r in readings:
         verdict: Verdict | None = rule.check(r)
         if verdict is None:
@@ -53,7 +53,7 @@ def _runs(rule: Rule, readings: Sequence[Reading]) -> list[_Run]:
             runs[-1].last = ts
             runs[-1].message = verdict.message
         else:
-            runs.append(_Run(verdict.firing, ts, ts, verdict.message))
+            runs.append(Run(verdict.firing, ts, ts, verdict.message))
     return runs
 
 
@@ -91,17 +91,45 @@ def evaluate(
                 device_readings = by_device[device_id]
                 city = str(device_readings[0]["city"])
                 for rule in rules:
-                    _apply(
+                    apply_runs(
                         conn,
                         rule,
                         store.Key(domain, device_id, rule.name),
                         city,
-                        _runs(rule, device_readings),
+                        runs_of(rule, device_readings),
                         open_now,
                         outcome,
                         max_new_per_min,
                     )
+            if table == "lighting_readings":
+                _apply_cabinets(conn, readings, outcome, max_new_per_min)
     return outcome
+
+
+def _apply_cabinets(
+    conn: psycopg.Connection[tuple[object, ...]],
+    readings: Sequence[Reading],
+    outcome: Outcome,
+    max_new_per_min: int,
+) -> None:
+    """The cabinet rule for the cabinets of the batch's lamps (after the lamps' own rules)."""
+    found = cabinet.verdicts(conn, readings)
+    if not found:
+        return
+    rule = RULES_BY_NAME[cabinet.RULE]
+    open_now = store.open_keys(conn, rule.domain, sorted(found))
+    for cab in sorted(found):
+        city, ts, verdict = found[cab]
+        apply_runs(
+            conn,
+            rule,
+            store.Key(rule.domain, cab, rule.name),
+            city,
+            [Run(verdict.firing, ts, ts, verdict.message)],
+            open_now,
+            outcome,
+            max_new_per_min,
+        )
 
 
 def _add_previous_export(
@@ -149,12 +177,12 @@ def _ts(r: Reading) -> datetime:
     return ts
 
 
-def _apply(
+def apply_runs(
     conn: psycopg.Connection[tuple[object, ...]],
     rule: Rule,
     key: store.Key,
     city: str,
-    runs: list[_Run],
+    runs: list[Run],
     open_now: set[store.Key],
     outcome: Outcome,
     max_new_per_min: int,

@@ -1,6 +1,7 @@
 """`smartcity alerts run`: the scheduled rules and delivery, one pass every interval.
 
-Each pass sweeps the `offline` rule (it needs the clock, not a reading), publishes every
+Each pass sweeps the `offline` rule (it needs the clock, not a reading) and the transit rules
+(`transit.py`: they read the bus tracker's state and stop arrivals), publishes every
 undelivered alert change, and queues and POSTs webhook deliveries (`webhooks.py`). Several
 loops may run: the sweep is idempotent (one open alert per device + rule) and delivery locks
 what it publishes (SKIP LOCKED). A failed pass (database or
@@ -17,7 +18,7 @@ import httpx2
 import psycopg
 import structlog
 
-from smartcity.alerts import delivery, offline, webhooks
+from smartcity.alerts import delivery, offline, transit, webhooks
 from smartcity.settings import Settings
 
 log = structlog.get_logger("smartcity.alerts.loop")
@@ -26,8 +27,12 @@ log = structlog.get_logger("smartcity.alerts.loop")
 def one_pass(
     conn: psycopg.Connection[tuple[object, ...]], settings: Settings, publish: delivery.Publish
 ) -> tuple[int, int, int]:
-    """(offline raised or repeated, offline cleared, changes published)."""
-    raised, cleared = offline.sweep(conn, datetime.now(UTC), settings.alerts_offline_factor)
+    """(offline and transit alerts raised or repeated, cleared, changes published)."""
+    now = datetime.now(UTC)
+    raised, cleared = offline.sweep(conn, now, settings.alerts_offline_factor)
+    buses = transit.sweep(conn, now, max_new_per_min=settings.alerts_max_new_per_rule_per_min)
+    raised += len(buses.raised) + len(buses.repeated)
+    cleared += len(buses.cleared)
     published = delivery.deliver_pending(conn, settings.mqtt_topic_root, publish)
     return raised, cleared, published
 
@@ -60,7 +65,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 while not stop.is_set():
                     raised, cleared, published = one_pass(conn, settings, publish)
                     if raised or cleared or published:
-                        log.info("alerts pass", offline=raised, cleared=cleared, sent=published)
+                        log.info("alerts pass", raised=raised, cleared=cleared, sent=published)
                     queued, posted, failed = webhook_pass(conn, settings, client)
                     if queued or posted or failed:
                         log.info("webhooks", queued=queued, delivered=posted, retrying=failed)

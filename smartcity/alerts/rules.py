@@ -309,7 +309,28 @@ RULES: tuple[Rule, ...] = (
     Rule("zero_consumption", "metering", Severity.WARNING, _METER_HOLD_OFF_S, zero_consumption),
 )
 
-RULES_BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}
+
+def evaluated_elsewhere(_: Reading) -> Verdict | None:
+    """The per-reading check of a rule that looks at more than one reading."""
+    return None
+
+
+# Rules over more than one device's reading, evaluated by their own modules with the same
+# lifecycle (`engine.apply_runs`): a cabinet's lamps together after each committed batch
+# (`cabinet.py`); the buses from the tracker's state and stop arrivals on the schedule
+# (`transit.py`, in `smartcity alerts run`). Bus fixes come every 10 s: a minute of hold-off
+# is six of them; a headway problem lasts as long as a bus passes a few stops.
+_BUS_HOLD_OFF_S = 60.0
+_HEADWAY_HOLD_OFF_S = 20 * 60.0
+GROUP_RULES: tuple[Rule, ...] = (
+    Rule("cabinet_imbalance", "lighting", Severity.MINOR, _LAMP_HOLD_OFF_S, evaluated_elsewhere),
+    Rule("stale_gps", "transit", Severity.MINOR, _BUS_HOLD_OFF_S, evaluated_elsewhere),
+    Rule("off_route", "transit", Severity.MINOR, _BUS_HOLD_OFF_S, evaluated_elsewhere),
+    Rule("bus_bunching", "transit", Severity.WARNING, _HEADWAY_HOLD_OFF_S, evaluated_elsewhere),
+    Rule("headway_gap", "transit", Severity.WARNING, _HEADWAY_HOLD_OFF_S, evaluated_elsewhere),
+)
+
+RULES_BY_NAME: dict[str, Rule] = {r.name: r for r in RULES + GROUP_RULES}
 
 # Which raw table feeds which domain's rules, and the column naming the device.
 TABLE_DOMAINS: dict[str, tuple[str, str]] = {

@@ -16,7 +16,9 @@ Design (what the numbers mean):
   inside the span: a lamp failure only while the lamp is scheduled on, day-burning only by day,
   a dimming failure only while the schedule dims (after local midnight), a leak once its
   two-hour night window (or the meter's day-long leak flag) lies inside it, a stuck register
-  after the rule's N readings, silence after the offline factor × interval. Faults the
+  after the rule's N readings, silence after the offline factor × interval, a cabinet fault
+  once the cabinet (of at least the rule's minimum lamps) has been lit for the rule's reference
+  lag plus its minimum references (lamps join at the span's start). Faults the
   simulator shadows (a second fault on a device already faulty) are left out.
 * An alert is a **true positive** when a fault of its rule on its device was active between
   one interval before the alert's first occurrence and the rule's hold-off after. **Delay** is
@@ -42,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from smartcity import solar, topics
-from smartcity.alerts import context, offline, rules
+from smartcity.alerts import cabinet, context, offline, rules
 from smartcity.cities import get_city
 from smartcity.db.connect import connect, database_name, with_database
 from smartcity.db.migrate import migrate
@@ -72,6 +74,7 @@ FAULT_RATES = [
     "consumption_spike=0.06",
     "stuck_register=0.04",
     "metering.silent=0.03",
+    "cabinet_imbalance=1.0",  # per cabinet (a few per run), not per lamp
 ]
 RULE_OF_FAULT = {
     ("lighting", "lamp_failure"): "lamp_failure",
@@ -79,6 +82,7 @@ RULE_OF_FAULT = {
     ("lighting", "dimming_failure"): "dimming_failure",
     ("lighting", "supply_loss"): "supply_loss",
     ("lighting", "silent"): "offline",
+    ("lighting", "cabinet_imbalance"): "cabinet_imbalance",
     ("metering", "tamper"): "meter_tamper",
     ("metering", "leak"): "water_leak",
     ("metering", "reverse_energy"): "reverse_energy",
@@ -207,7 +211,7 @@ def _observable(f: Fault, scenario: Scenario, span_end: datetime) -> datetime | 
     if f.domain == "lighting" and f.kind in {"lamp_failure", "day_burning", "dimming_failure"}:
         fleet = scenario.lighting
         assert fleet is not None
-        city = get_city(CITY)
+        city = fleet.city
         probe = f.start
         while probe < end:
             if f.kind == "lamp_failure":
@@ -223,10 +227,15 @@ def _observable(f: Fault, scenario: Scenario, span_end: datetime) -> datetime | 
                 t = probe
                 break
             probe += interval
+    elif f.kind == "cabinet_imbalance":
+        t = _cabinet_observable(f, scenario, end)
     elif f.kind == "silent":
         t = f.start + interval * offline_factor_used
     elif f.kind == "leak":
-        night = context.night_window_start(f.start + timedelta(seconds=rules.LEAK_WINDOW_S), CITY)
+        assert scenario.metering is not None
+        night = context.night_window_start(
+            f.start + timedelta(seconds=rules.LEAK_WINDOW_S), scenario.metering.city.slug
+        )
         t = min(night, f.start + timedelta(days=1))  # the meter's leak flag after a day
     elif f.kind == "stuck_register":
         meters = scenario.metering
@@ -242,11 +251,35 @@ def _observable(f: Fault, scenario: Scenario, span_end: datetime) -> datetime | 
 offline_factor_used = 3.0  # set from the settings at the start of a run
 
 
+def _cabinet_observable(f: Fault, scenario: Scenario, end: datetime) -> datetime | None:
+    """The first minute the cabinet is lit with its lamps' references in place: lit for the
+    rule's reference lag plus CABINET_REFERENCE_MIN readings (lamps join at the span's start),
+    and with at least CABINET_MIN_LAMPS lamps."""
+    fleet = scenario.lighting
+    assert fleet is not None
+    lamps = sum(lamp.cabinet_id == f.device_id for lamp in fleet.lamps)
+    if lamps < cabinet.CABINET_MIN_LAMPS:
+        return None
+    step = timedelta(seconds=LAMP_INTERVAL_S)
+    needed = timedelta(seconds=cabinet.CABINET_REFERENCE_LAG_S) + step * (
+        cabinet.CABINET_REFERENCE_MIN + 1
+    )
+    probe = scenario.start
+    lit_since: datetime | None = None
+    while probe < end:
+        if fleet.dim_pct_at(probe) > 0:
+            lit_since = lit_since or probe
+            if probe >= f.start and probe - lit_since >= needed:
+                return probe  # (a night's readings stay references through the next day)
+        probe += step
+    return None
+
+
 def _score(faults: list[Fault], alerts: list[Alert], span_end: datetime) -> dict[str, Any]:
     by_key: dict[tuple[str, str], list[Alert]] = defaultdict(list)
     for a in alerts:
         by_key[(a.device_id, a.rule)].append(a)
-    hold_off = {r.name: r.hold_off_s for r in rules.RULES}
+    hold_off = {name: r.hold_off_s for name, r in rules.RULES_BY_NAME.items()}
     matched: set[int] = set()
     delays: dict[str, list[float]] = defaultdict(list)
     found: dict[str, list[bool]] = defaultdict(list)
@@ -435,3 +468,82 @@ def _faults(
         # positives), but it is not scored for recall or delay.
         out.append(f)
     return out
+
+
+# -- the soak's score (`smartcity soak`, smartcity/soak/scores.py) -------------------------------
+
+
+def score_soak(
+    conninfo: str,
+    specs: list[Any],
+    root: str,
+    windows: list[tuple[datetime, datetime]],
+) -> dict[str, Any]:
+    """Alerts the ingest raised during a soak against the device faults the soak injected
+    (`smartcity.soak.truth`), with this benchmark's ground truth and matching (`_faults`,
+    `_observable`, `_score`). Where the soak differs, and why:
+
+    * each city is scored with its own sun and night (`_observable` takes them from the
+      city's fleets), the span being the simulators' run;
+    * a fault counts for recall only if its signal was observable at least one reporting
+      interval before the end of the span: the device must have reported it before the run
+      stopped (its alerts still count as true positives either way);
+    * alerts on the soak's own devices (`soak-…`: lag probe, storm, readiness meters, whose
+      payloads are synthetic) are left out and counted apart, and so are alerts of rules
+      whose faults the soak does not inject (by rule, `alerts_of_rules_not_injected`);
+    * `windows` are the system faults' windows (kill -9, broker restart, database pause, …
+      plus settle time) in event time. An alert delayed by one still matches its fault
+      (the match runs to the fault's end plus the rule's hold-off); an alert first raised
+      inside one is counted in `alerts_in_fault_windows`, and precision is also given
+      without them (`precision_outside_fault_windows`).
+    """
+    from dataclasses import replace
+
+    from simulators.faults import FaultLog
+    from simulators.scenario import Scenario
+    from smartcity.soak.procs import scenario_options
+    from smartcity.soak.truth import DEVICE_FAULTS, read_faults
+
+    faults: list[Fault] = []
+    for spec in specs:
+        options = replace(scenario_options(spec.fleet), buses=0)
+        if not options.lamps + options.meters:
+            continue
+        scenario = Scenario(options, start=spec.start, topic_root=root)
+        log = FaultLog()
+        log.entries = read_faults(spec.faults_path)
+        end = spec.start + timedelta(seconds=spec.duration_s)
+        for f in _faults(log, scenario, scenario, spec.start, end):
+            last_moment = end - timedelta(seconds=INTERVAL_S[f.domain])
+            if f.observable is not None and f.observable > last_moment:
+                f.observable = None
+            faults.append(f)
+    span_end = max(s.start + timedelta(seconds=s.duration_s) for s in specs)
+    with connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT alert_id, rule, domain, device_id, first_occurrence FROM alerts"
+        ).fetchall()
+    everything = [
+        Alert(int(i), str(r), str(d), str(dev), f)  # type: ignore[call-overload, arg-type]
+        for i, r, d, dev, f in rows
+    ]
+    # Scored: the rules of the injected kinds. Alerts of other rules (no fault of theirs was
+    # injected, so none could be matched) are counted by rule, not scored.
+    scored_rules = {RULE_OF_FAULT[(d, k)] for d, kinds in DEVICE_FAULTS.items() for k in kinds}
+    ours = [a for a in everything if not a.device_id.startswith("soak-")]
+    alerts = [a for a in ours if a.rule in scored_rules]
+    other: dict[str, int] = defaultdict(int)
+    for a in ours:
+        if a.rule not in scored_rules:
+            other[a.rule] += 1
+    outside = [a for a in alerts if not any(w0 <= a.first < w1 for w0, w1 in windows)]
+    result = _score(faults, alerts, span_end)
+    result.update(
+        precision_outside_fault_windows=_score(faults, outside, span_end)["precision"],
+        alerts_in_fault_windows=len(alerts) - len(outside),
+        alerts_on_soak_devices=len(everything) - len(ours),
+        alerts_of_rules_not_injected=dict(sorted(other.items())),
+        faults_injected=len(faults),
+        faults_unobservable=sum(f.observable is None for f in faults),
+    )
+    return result
