@@ -104,7 +104,7 @@ def test_maintain_once_from_the_command_line(database_url: str) -> None:
         state = conn.execute("SELECT source FROM rollup_state ORDER BY 1").fetchall()
     assert row is not None
     assert row[0] == 30  # ten hours × three lamps, one reading each
-    assert state == [("lighting_readings",), ("meter_readings",)]
+    assert state == [("lighting_readings",), ("meter_readings",), ("stop_arrivals",)]
 
 
 def test_the_maintain_loop_keeps_folding_in_and_stops_when_told(database_url: str) -> None:

@@ -218,3 +218,43 @@ def test_a_repeated_batch_changes_nothing(imported: str, network: Network) -> No
     assert before == after
     assert before is not None
     assert before[0] > 10
+
+
+def test_predictions_are_sampled_per_visit_and_horizon_bucket_nearest_its_middle(
+    imported: str, network: Network
+) -> None:
+    from smartcity.transit.eta_accuracy import bucket_middle_s, bucket_of
+    from smartcity.transit.tracking_store import sampled
+
+    messages, _, _ = _drive(network, buses=6, minutes=25)
+    tracker = Tracker(eta_sample_pct=100.0)
+    # Every prediction made, per (visit, bucket of its horizon): its distance from the middle.
+    nearest: dict[tuple[object, ...], float] = {}
+    with psycopg.connect(imported, autocommit=True) as conn:
+        for _, group in itertools.groupby(messages, key=lambda m: int(m[0] // 10.0)):
+            fixes = [_position(m[2]) for m in group]
+            tracker.process(conn, fixes, now=max(f.ts for f in fixes))
+            for trip, day, seq, ahead in conn.execute(
+                "SELECT trip_id, start_date, stop_sequence, "
+                "extract(epoch FROM predicted_arrival - made_at)::float8 FROM transit_predictions"
+            ):
+                label = bucket_of(ahead)
+                if label is not None:
+                    key = (trip, day, seq, label)
+                    off = abs(ahead - bucket_middle_s(label))
+                    nearest[key] = min(nearest.get(key, off), off)
+        kept = {
+            (r[0], r[1], r[2], r[3]): abs(float(r[4]) - bucket_middle_s(str(r[3])))
+            for r in conn.execute(
+                "SELECT trip_id, start_date, stop_sequence, horizon, "
+                "extract(epoch FROM predicted_arrival - made_at)::float8 FROM transit_eta_samples"
+            )
+        }
+    assert len(kept) > 50
+    assert set(kept) == set(nearest)
+    assert kept == pytest.approx(nearest)
+
+    # A share of trips, chosen by a stable hash: about that share of many trips.
+    share = sum(sampled(f"t{i}", START.date(), 10.0) for i in range(20_000)) / 20_000
+    assert 0.09 < share < 0.11
+    assert not any(sampled(f"t{i}", START.date(), 0.0) for i in range(1000))

@@ -41,6 +41,7 @@ from smartcity.db.connect import connect, with_database
 from smartcity.db.migrate import migrate
 from smartcity.settings import Settings
 from smartcity.transit import segment_stats
+from smartcity.transit.eta_accuracy import BUCKETS, MAX_HORIZON_S, overall
 from smartcity.transit.gtfs_import import import_feed
 from smartcity.transit.tracking_store import Position, Tracker
 
@@ -52,14 +53,6 @@ EVAL_DAY = date(2026, 11, 24)
 EVAL_START_LOCAL_H = 5.5
 # Ground-truth history only needs the buses' timelines, not dense fixes.
 _HISTORY_FIX_INTERVAL_S = 60.0
-# (label, horizon from s, to s, early s, late s): Transit App's ETA-accuracy buckets.
-BUCKETS = (
-    ("0_3", 0, 180, 30, 90),
-    ("3_6", 180, 360, 60, 150),
-    ("6_10", 360, 600, 60, 210),
-    ("10_15", 600, 900, 90, 270),
-)
-
 Visit = tuple[str, str, int]  # trip_id, start_date YYYYMMDD, stop_sequence
 
 
@@ -121,7 +114,7 @@ def score(samples: list[tuple[float, float]]) -> Scores:
         buckets[label] = ok / len(errs) if errs else 0.0
         maes[label] = sum(abs(e) for e in errs) / len(errs) if errs else 0.0
     return Scores(
-        score=sum(buckets.values()) / len(buckets),
+        score=overall(buckets),
         buckets=buckets,
         mae_s=sum(abs(e) for e in errors) / len(errors) if errors else 0.0,
         mae_buckets=maes,
@@ -289,7 +282,7 @@ def run(
         if actual is None:
             continue  # the day ended before the bus got there
         ahead = actual - made_at
-        if 0 <= ahead < BUCKETS[-1][2]:
+        if 0 <= ahead < MAX_HORIZON_S:
             ours.append((ahead, actual - predicted))
             sched.append((ahead, actual - scheduled))
             covered += abs(actual - predicted) <= sd
@@ -385,3 +378,87 @@ def command(
         )
     console.print(table)
     console.print(asdict(result.ours)["mae_buckets"])
+
+
+# -- the soak's score (`smartcity soak`, smartcity/soak/scores.py) -------------------------------
+
+
+def score_soak(
+    conninfo: str,
+    specs: list[Any],
+    root: str,
+    windows: list[tuple[datetime, datetime]],
+) -> dict[str, Any]:
+    """Predictions the ingest's tracker made during a soak (sampled into `soak_predictions`
+    by `smartcity.soak.truth.PredictionSampler`) against the simulators' ground-truth
+    arrivals, with this benchmark's pairing (a prediction counts when the real arrival is 0 to
+    15 min after it was sampled) and `score` (the Transit App buckets). The soak has no
+    history, so the learned times are only what the run itself observed; the schedule-only
+    baseline is scored from the same samples. Samples taken inside a system fault's window
+    (`windows`, event time) are scored apart as well (`score_outside_fault_windows`)."""
+    from smartcity.soak.truth import PREDICTIONS_TABLE, read_arrivals
+
+    del root
+    truth: dict[tuple[str, str, str, int], float] = {}
+    in_run = 0  # arrivals past a first stop during the run (the rest: the walk's tail)
+    for spec in specs:
+        if not spec.arrivals_path:
+            continue
+        start_s = spec.start.timestamp()
+        end_s = start_s + spec.duration_s
+        for g in read_arrivals(spec.arrivals_path):
+            key = (spec.fleet.city, g["trip_id"], g["start_date"], int(g["stop_sequence"]))
+            truth[key] = datetime.fromisoformat(g["actual_arrival"]).timestamp()
+            # (the simulated buses' earlier trips of the day are reported too, at their start;
+            # first stops are never predicted)
+            in_run += start_s <= truth[key] < end_s and key[3] > 1
+    with connect(conninfo) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT made_at, feed_id, trip_id, start_date, stop_sequence, predicted_arrival, "
+                "scheduled_arrival FROM {}"
+            ).format(sql.Identifier(PREDICTIONS_TABLE))
+        ).fetchall()
+        observed = conn.execute("SELECT count(*) FROM stop_arrivals").fetchone()
+    ours: list[tuple[float, float]] = []
+    sched: list[tuple[float, float]] = []
+    ours_outside: list[tuple[float, float]] = []
+    samples: set[float] = set()
+    for made, feed, trip, day, seq, predicted, scheduled in rows:
+        assert isinstance(made, datetime)
+        assert isinstance(predicted, datetime)
+        key = (str(feed), str(trip), day.strftime("%Y%m%d"), int(seq))  # type: ignore[attr-defined, call-overload]
+        actual = truth.get(key)
+        if actual is None:
+            continue  # not a simulated trip, or the bus did not get there in the walk
+        made_s = made.timestamp()
+        samples.add(made_s)
+        ahead = actual - made_s
+        if 0 <= ahead < MAX_HORIZON_S:
+            ours.append((ahead, actual - predicted.timestamp()))
+            if isinstance(scheduled, datetime):
+                sched.append((ahead, actual - scheduled.timestamp()))
+            if not any(w0 <= made < w1 for w0, w1 in windows):
+                ours_outside.append((ahead, actual - predicted.timestamp()))
+    mine, base = score(ours), score(sched)
+    counts = {label: sum(1 for h, _ in ours if lo <= h < hi) for label, lo, hi, _e, _l in BUCKETS}
+    # `score` counts a bucket without predictions as 0 (never the case in the benchmark's
+    # 8-hour day; in a short soak with few buses in service it can be): say so beside it.
+    empty = [label for label, n in counts.items() if n == 0]
+    filled = [v for k, v in mine.buckets.items() if k not in empty]
+    return {
+        "score": round(mine.score, 4),
+        "empty_buckets": empty,
+        "score_of_filled_buckets": round(sum(filled) / len(filled), 4) if filled else None,
+        **{f"bucket_{k}": round(v, 4) for k, v in mine.buckets.items()},
+        **{f"predictions_{k}": n for k, n in counts.items()},
+        "mae_s": round(mine.mae_s, 1),
+        "bias_s": round(mine.bias_s, 1),
+        "baseline_score": round(base.score, 4),
+        "score_outside_fault_windows": round(score(ours_outside).score, 4),
+        "predictions": len(ours),
+        "prediction_samples": len(samples),
+        "truth_arrivals": len(truth),
+        "truth_arrivals_in_run": in_run,
+        "stop_arrivals_observed": int(observed[0]) if observed else 0,  # type: ignore[call-overload]
+    }

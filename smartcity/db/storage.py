@@ -22,7 +22,8 @@ columnstore and retention policies once (`apply_timescale_policies`) and lets it
 scheduler run them.
 
 TimescaleDB is not installable on the development machines, so its branch is written against
-the documented API and kept here, apart, to be exercised wherever the extension exists.
+the documented API and kept here, apart; tests/test_storage_timescaledb.py (opt-in) runs it on
+TimescaleDB 2.23 built into PGlite (WASM), see docs/storage.md for what that does not cover.
 """
 
 from __future__ import annotations
@@ -244,16 +245,21 @@ def drop_expired(
     now: datetime,
     retention: Retention,
 ) -> dict[str, int]:
-    """Plain mode: drop raw partitions wholly before the raw cutoff and delete expired rollup
-    rows. Returns what went, per table (partitions for raw tables, rows for rollups).
+    """Drop raw partitions wholly before the raw cutoff (plain mode) and delete expired rollup
+    rows (both modes). Returns what went, per table (partitions for raw tables, rows for
+    rollups).
 
     Hourly rollups expire by UTC hour bucket, daily ones by their (local) day: both before the
     UTC day `days` ago, like raw rows, so one cutoff rule holds for every tier.
+
+    TimescaleDB mode: the retention policies drop raw chunks (one day each, so at the same
+    cutoff). A policy drops only chunks wholly past `drop_after`, and a rollup chunk spans 30
+    days, so expired rollup rows would outlive plain mode's by up to a month and the two modes
+    would answer a query over that range differently; the rows are deleted here in both modes
+    and the policies then drop the emptied chunks.
     """
     removed: dict[str, int] = {}
-    if mode is StorageMode.TIMESCALEDB:
-        return removed  # the retention policies drop chunks on TimescaleDB's schedule
-    if retention.raw_days > 0:
+    if retention.raw_days > 0 and mode is StorageMode.POSTGRESQL:
         cutoff_day = day_of(raw_cutoff(now, retention.raw_days))
         for table in RAW_TABLES:
             expired = sorted(d for d in existing_partition_days(conn, table) if d < cutoff_day)
@@ -266,23 +272,34 @@ def drop_expired(
                         )
                     )
             removed[table] = len(expired)
-    for tables, days, column in (
-        (HOURLY_ROLLUPS, retention.hourly_days, "bucket"),
-        (DAILY_ROLLUPS, retention.daily_days, "day"),
-    ):
+    tiers = [(t, "bucket", retention.hourly_days) for t in HOURLY_ROLLUPS]
+    tiers += [(t, "day", retention.daily_days) for t in DAILY_ROLLUPS]
+    removed.update(_delete_expired_rows(conn, now, tiers))
+    return removed
+
+
+def _delete_expired_rows(
+    conn: psycopg.Connection[tuple[object, ...]],
+    now: datetime,
+    tiers: list[tuple[str, str, int]],
+) -> dict[str, int]:
+    """For each (table, column, days) with days > 0: delete the rows whose `column` is before
+    the cutoff `days` ago (a `day` column compares with the cutoff's date). Rows removed per
+    table."""
+    removed: dict[str, int] = {}
+    for table, column, days in tiers:
         if days <= 0:
             continue
         cutoff = raw_cutoff(now, days)
-        bound: object = cutoff if column == "bucket" else cutoff.date()
-        for table in tables:
-            with conn.transaction():
-                cur = conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} < %s").format(
-                        sql.Identifier(table), sql.Identifier(column)
-                    ),
-                    (bound,),
-                )
-            removed[table] = cur.rowcount
+        bound: object = cutoff.date() if column == "day" else cutoff
+        with conn.transaction():
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                    sql.Identifier(table), sql.Identifier(column)
+                ),
+                (bound,),
+            )
+        removed[table] = cur.rowcount
     return removed
 
 
@@ -317,6 +334,56 @@ def apply_timescale_policies(
     tiers = [(t, retention.raw_days) for t in RAW_TABLES]
     tiers += [(t, retention.hourly_days) for t in HOURLY_ROLLUPS]
     tiers += [(t, retention.daily_days) for t in DAILY_ROLLUPS]
+    for table, days in tiers:
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table,))
+        if days > 0:
+            conn.execute(
+                "SELECT add_retention_policy(%s::regclass, drop_after => %s::interval)",
+                (table, timedelta(days=days)),
+            )
+
+
+# --- Transit rollups (smartcity.rollups.transit, migration 11) ---------------------------------
+#
+# Built from `stop_arrivals`, which is an ordinary table in both modes (one row per stop
+# visit, upserted by the tracker; migration 31), and needing each arrival's neighbours (the
+# previous bus at the stop for a headway, the previous stop of the trip for a run) — window
+# functions. A TimescaleDB continuous aggregate can be defined only on a hypertable and cannot
+# use window functions, so in both modes these rollups are hypertables/tables filled by the
+# same SQL from `smartcity maintain` (like the lighting and metering rollups), and expire like
+# them: rows deleted by `maintain` in both modes, the emptied chunks then dropped by the
+# retention policies in TimescaleDB mode. `transit_eta_samples` (ordinary table) expires with
+# the raw tier in both modes.
+
+TRANSIT_HOURLY_ROLLUPS = ("transit_hourly", "transit_eta_hourly")
+TRANSIT_DAILY_ROLLUPS = ("transit_daily", "transit_eta_daily")
+
+
+def drop_expired_transit(
+    conn: psycopg.Connection[tuple[object, ...]],
+    mode: StorageMode,
+    now: datetime,
+    retention: Retention,
+) -> dict[str, int]:
+    """Delete expired ETA samples and transit rollup rows (both modes, for the reason given in
+    `drop_expired`), with its cutoffs. Returns the rows removed per table."""
+    del mode  # the same in both modes
+    tiers: list[tuple[str, str, int]] = [("transit_eta_samples", "made_at", retention.raw_days)]
+    tiers += [(t, "bucket", retention.hourly_days) for t in TRANSIT_HOURLY_ROLLUPS]
+    tiers += [(t, "day", retention.daily_days) for t in TRANSIT_DAILY_ROLLUPS]
+    return _delete_expired_rows(conn, now, tiers)
+
+
+def apply_transit_timescale_policies(
+    conn: psycopg.Connection[tuple[object, ...]], mode: StorageMode, retention: Retention
+) -> None:
+    """TimescaleDB mode: retention policies on the transit rollup hypertables (documented
+    `add_retention_policy(…, drop_after => …)` / `remove_retention_policy(…, if_exists => …)`),
+    removed and added again so a changed setting takes effect. Plain mode: nothing to do."""
+    if mode is not StorageMode.TIMESCALEDB:
+        return
+    tiers = [(t, retention.hourly_days) for t in TRANSIT_HOURLY_ROLLUPS]
+    tiers += [(t, retention.daily_days) for t in TRANSIT_DAILY_ROLLUPS]
     for table, days in tiers:
         conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => true)", (table,))
         if days > 0:

@@ -238,6 +238,29 @@ def _lighting_segment(
     return q, params
 
 
+@dataclass(frozen=True, slots=True)
+class TierPlan:
+    segments: list[Segment]
+    watermark: datetime | None  # the rollups' watermark the plan rests on
+
+    @property
+    def rollups_only(self) -> bool:
+        """True if no raw rows answer: then the figures change only when the watermark moves,
+        since the rollup tables change only in the maintenance transaction that moves it
+        (`smartcity.rollups.maintain`; it moves on every pass)."""
+        return self.watermark is not None and all(s.tier is not Tier.RAW for s in self.segments)
+
+
+async def lighting_plan(
+    conn: Conn, city: str, start: datetime, end: datetime, *, bucket: Bucket, tz: ZoneInfo
+) -> TierPlan:
+    """The tiers that answer lighting figures of aligned [start, end), as of the rollups'
+    current watermark (one round trip)."""
+    fresh_until = await watermark(conn, "lighting_readings")
+    segments = bucket_plan(start, end, bucket, tz, get_city(city).tz, fresh_until)
+    return TierPlan(segments, fresh_until)
+
+
 async def lighting_series(
     conn: Conn,
     city: str,
@@ -251,18 +274,14 @@ async def lighting_series(
     page: Page,
     district: str | None = None,
     key: str | None = None,
+    segments: list[Segment] | None = None,
 ) -> tuple[list[LightingBucket], list[Segment]]:
     """Lighting figures per (bucket, key) of aligned [start, end), ordered by bucket then key,
     one page of them (`page.limit` + 1 rows are read so the caller knows if more follow), and
-    the segments that answered."""
-    segments = bucket_plan(
-        start,
-        end,
-        bucket,
-        tz,
-        get_city(city).tz,
-        await watermark(conn, "lighting_readings"),
-    )
+    the segments that answered (`segments`: those of `lighting_plan`, if the caller has them
+    already)."""
+    if segments is None:
+        segments = (await lighting_plan(conn, city, start, end, bucket=bucket, tz=tz)).segments
     params: dict[str, object] = {
         "city": city,
         "level": level,
@@ -416,11 +435,6 @@ async def meter_series(
 
 # --- transit -------------------------------------------------------------------------------------
 
-# On time: from 1 minute early to 5 minutes late, the band most transit agencies report
-# (an early bus is worse than a late one: riders who come on time miss it).
-ON_TIME_EARLY_S = 60
-ON_TIME_LATE_S = 300
-
 _ARRIVAL_KEY = {
     "route": sql.SQL("route_id"),
     "stop": sql.SQL("stop_id"),
@@ -453,11 +467,13 @@ async def arrival_series(
     tz: ZoneInfo,
     level: str,
     page: Page,
+    on_time_s: tuple[float, float],
     key: str | None = None,
 ) -> list[ArrivalBucket]:
     """Observed stop arrivals (`stop_arrivals`, by arrival time) per (bucket, route / stop /
-    city): how many, how many early, on time or late, and the mean delay. Raw rows only: the
-    table is small next to telemetry (a few rows per bus per minute) and has no rollups."""
+    city): how many, how many early, on time or late — `on_time_s` is the window (s early,
+    s late) of the settings `transit_on_time_early_s` / `_late_s` — and the mean delay. Raw
+    rows: any bucket and time zone, through the (city, arrived_at) index."""
     key_col = _ARRIVAL_KEY[level]
     query = sql.SQL(
         """
@@ -483,8 +499,8 @@ async def arrival_series(
             "b": end,
             "tz": tz.key,
             "origin": start,
-            "early": ON_TIME_EARLY_S,
-            "late": ON_TIME_LATE_S,
+            "early": on_time_s[0],
+            "late": on_time_s[1],
             "key": key,
             "limit": page.limit + 1,
             "offset": page.offset,

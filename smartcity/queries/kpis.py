@@ -7,12 +7,14 @@ whole buckets — local days or hours — and read those tiers directly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from psycopg import AsyncConnection
 
 from smartcity.cities import get_city
+from smartcity.transit.eta_accuracy import BUCKETS, overall
 
 # Night-flow window, local time: 02:00–05:00, when legitimate use is lowest (the standard
 # minimum-night-flow window of water-loss practice).
@@ -132,3 +134,68 @@ async def meter_reporting_rate(
         {"city": city, "d0": first, "d1": last},
     )
     return {str(k): float(v) for k, v in await cur.fetchall()}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitKpis:
+    """Bus punctuality, regularity and ETA accuracy over local days (docs/kpis.md)."""
+
+    arrivals: int
+    on_time_pct: float | None
+    headways: int
+    headway_adherence_pct: float | None
+    cv_h: float | None
+    eta_samples: int
+    # Per horizon bucket (labels of smartcity.transit.eta_accuracy.BUCKETS): accurate share,
+    # 0..1, None for a bucket without samples.
+    eta_accuracy: dict[str, float | None]
+    eta_score: float | None
+
+
+async def transit_kpis(
+    conn: AsyncConnection[tuple[object, ...]], city: str, first: date, last: date
+) -> TransitKpis:
+    """On-time %, headway adherence % and cv_h, ETA accuracy by horizon bucket and its score,
+    over the city's local days first..last (transit daily rollups)."""
+    cur = await conn.execute(
+        """
+        SELECT coalesce(sum(arrivals), 0), sum(on_time), coalesce(sum(headways), 0),
+               sum(headways_regular), sum(headway_dev_sum_s), sum(headway_dev_sq_sum_s),
+               sum(headway_sched_sum_s)
+        FROM transit_daily WHERE city = %s AND day BETWEEN %s AND %s
+        """,
+        (city, first, last),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    n, on_time, h, regular, dev, dev_sq, sched = (
+        0.0 if v is None else float(v)  # type: ignore[arg-type]
+        for v in row
+    )
+    cur = await conn.execute(
+        """
+        SELECT horizon, sum(samples), sum(accurate) FROM transit_eta_daily
+        WHERE city = %s AND day BETWEEN %s AND %s GROUP BY horizon
+        """,
+        (city, first, last),
+    )
+    by_bucket = {str(b): (int(s), int(a)) for b, s, a in await cur.fetchall()}  # type: ignore[call-overload]
+    accuracy: dict[str, float | None] = {
+        label: (by_bucket[label][1] / by_bucket[label][0]) if label in by_bucket else None
+        for label, *_ in BUCKETS
+    }
+    samples = sum(s for s, _ in by_bucket.values())
+    return TransitKpis(
+        arrivals=int(n),
+        on_time_pct=100 * on_time / n if n else None,
+        headways=int(h),
+        headway_adherence_pct=100 * regular / h if h else None,
+        cv_h=math.sqrt(max(dev_sq / h - (dev / h) ** 2, 0.0)) / (sched / h)
+        if h and sched
+        else None,
+        eta_samples=samples,
+        eta_accuracy=accuracy,
+        eta_score=overall({k: v for k, v in accuracy.items() if v is not None})
+        if samples
+        else None,
+    )

@@ -11,11 +11,10 @@ at most `max_age` old at `at`. Names come translated (`gtfs_translate`) when `la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import class_row
 
 Conn = AsyncConnection[tuple[object, ...]]
@@ -67,21 +66,6 @@ WHERE p.feed_id = %(feed_id)s AND p.stop_id = %(stop_id)s
   AND p.position_ts >= %(at)s - %(max_age)s
 ORDER BY p.predicted_arrival, p.trip_id
 LIMIT %(limit)s
-"""
-
-# Trips of the schedule that must not also be listed as scheduled: those a live vehicle is on
-# (a fresh prediction for any of its stops: when none is for this stop the bus has passed it)
-# and those seen arriving at this stop already.
-_ACCOUNTED_SQL = """
-SELECT DISTINCT p.trip_id, p.start_date
-FROM transit_predictions p
-WHERE p.feed_id = %(feed_id)s AND p.trip_id = ANY(%(trip_ids)s)
-  AND p.start_date = ANY(%(dates)s) AND p.position_ts >= %(at)s - %(max_age)s
-UNION
-SELECT a.trip_id, a.start_date
-FROM stop_arrivals a
-WHERE a.feed_id = %(feed_id)s AND a.stop_id = %(stop_id)s
-  AND a.trip_id = ANY(%(trip_ids)s) AND a.start_date = ANY(%(dates)s)
 """
 
 # The newest fix of each bus (at devices.last_seen, found by the (vehicle_id, ts) key), and the
@@ -229,7 +213,7 @@ async def find_stop(
         return await cur.fetchall()
 
 
-async def live_arrivals(
+async def send_live_arrivals(
     conn: Conn,
     feed_id: str,
     stop_id: str,
@@ -238,8 +222,9 @@ async def live_arrivals(
     *,
     limit: int,
     lang: str | None = None,
-) -> list[LiveArrival]:
-    """Fresh predictions of arrivals at a stop, soonest first."""
+) -> AsyncCursor[LiveArrival]:
+    """Fresh predictions of arrivals at a stop, soonest first: the query executed but not
+    fetched (for a pipeline: see `smartcity.queries.transit.send_stop_departures`)."""
     params = {
         "feed_id": feed_id,
         "stop_id": stop_id,
@@ -249,34 +234,9 @@ async def live_arrivals(
         "limit": limit,
         "lang": lang,
     }
-    async with conn.cursor(row_factory=class_row(LiveArrival)) as cur:
-        await cur.execute(_LIVE_AT_STOP_SQL, params)
-        return await cur.fetchall()
-
-
-async def accounted_trips(
-    conn: Conn,
-    feed_id: str,
-    stop_id: str,
-    trips: Sequence[tuple[str, date]],
-    at: datetime,
-    max_age: timedelta,
-) -> set[tuple[str, date]]:
-    """Of these (trip_id, start_date) runs, those with a live vehicle or already seen at the
-    stop: the schedule must not list them again."""
-    if not trips:
-        return set()
-    params = {
-        "feed_id": feed_id,
-        "stop_id": stop_id,
-        "trip_ids": sorted({t for t, _ in trips}),
-        "dates": sorted({d for _, d in trips}),
-        "at": at,
-        "max_age": max_age,
-    }
-    async with conn.cursor() as cur:
-        await cur.execute(_ACCOUNTED_SQL, params)
-        return {(str(t), d) for t, d in await cur.fetchall() if isinstance(d, date)}
+    cur = conn.cursor(row_factory=class_row(LiveArrival))
+    await cur.execute(_LIVE_AT_STOP_SQL, params)
+    return cur
 
 
 async def vehicles_now(

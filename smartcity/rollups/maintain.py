@@ -31,7 +31,7 @@ from smartcity.cities import CITIES
 from smartcity.db import storage
 from smartcity.db.connect import connect
 from smartcity.errors import SmartCityError
-from smartcity.rollups import lighting, metering
+from smartcity.rollups import lighting, metering, transit
 from smartcity.settings import Settings
 
 HOUR = timedelta(hours=1)
@@ -53,12 +53,34 @@ class Source:
     device_column: str
     hourly: HourlyFn
     daily: DailyFn
+    # The query for the dirty hours when the table is not a device's readings (parameters wm,
+    # up, lookback), and its own lookback (default: `rollup_lookback_h`).
+    dirty: sql.SQL | sql.Composed | None = None
+    lookback: timedelta | None = None
 
 
 SOURCES = (
     Source("lighting_readings", "lamp_id", lighting.refresh_hourly, lighting.refresh_daily),
     Source("meter_readings", "meter_id", metering.refresh_hourly, metering.refresh_daily),
 )
+
+
+def transit_source(settings: Settings) -> Source:
+    """The stop arrivals, folded into the transit rollups with the settings' on-time window."""
+    cfg = transit.TransitRollupConfig.of(settings)
+
+    def hourly(conn: Conn, start: datetime, end: datetime, lookback: timedelta) -> None:
+        del lookback  # the transit lookback is in `cfg`
+        transit.refresh_hourly(conn, start, end, cfg)
+
+    # detected_at plays the part of ingested_at: the tracker stamps now() on every upsert.
+    return Source(
+        "stop_arrivals", "", hourly, transit.refresh_daily, transit.DIRTY_SQL, cfg.lookback
+    )
+
+
+def sources(settings: Settings) -> tuple[Source, ...]:
+    return (*SOURCES, transit_source(settings))
 
 
 @dataclass
@@ -138,7 +160,10 @@ SELECT date_trunc('hour', n.ts, 'UTC') FROM new CROSS JOIN LATERAL (
 
 def fold_new_rows(conn: Conn, source: Source, settings: Settings) -> tuple[int, int, datetime]:
     """One transaction: dirty buckets from the watermark, rebuild them, move the watermark."""
-    lookback = timedelta(hours=settings.rollup_lookback_h)
+    lookback = source.lookback or timedelta(hours=settings.rollup_lookback_h)
+    dirty: sql.SQL | sql.Composed = source.dirty or sql.SQL(_DIRTY_SQL).format(
+        dev=sql.Identifier(source.device_column), table=sql.Identifier(source.table)
+    )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MAINTAIN_LOCK_KEY,))
         conn.execute("SELECT set_config('work_mem', %s, true)", (REFRESH_WORK_MEM,))
@@ -154,12 +179,7 @@ def fold_new_rows(conn: Conn, source: Source, settings: Settings) -> tuple[int, 
         watermark = state[0] if state else datetime.min.replace(tzinfo=UTC)
         hours = [
             h
-            for (h,) in conn.execute(
-                sql.SQL(_DIRTY_SQL).format(
-                    dev=sql.Identifier(source.device_column), table=sql.Identifier(source.table)
-                ),
-                {"wm": watermark, "up": upper, "lookback": lookback},
-            )
+            for (h,) in conn.execute(dirty, {"wm": watermark, "up": upper, "lookback": lookback})
             if isinstance(h, datetime)
         ]
         n_hours, n_days = refresh_range(conn, source, hours, lookback)
@@ -198,16 +218,18 @@ def run_once(
                         retention_of(settings),
                         timedelta(days=settings.compress_after_days),
                     )
+                    storage.apply_transit_timescale_policies(conn, mode, retention_of(settings))
         else:
             storage.ensure_partitions_ahead(
                 conn, mode, storage.day_of(moment), settings.partitions_ahead_days
             )
-        for source in SOURCES:
+        for source in sources(settings):
             hours, days, upper = fold_new_rows(conn, source, settings)
             report.hours_refreshed[source.table] = hours
             report.days_refreshed[source.table] = days
             report.watermark = upper
         report.removed = storage.drop_expired(conn, mode, moment, retention_of(settings))
+        report.removed |= storage.drop_expired_transit(conn, mode, moment, retention_of(settings))
     structlog.get_logger(__name__).info(
         "maintain pass",
         hours=report.hours_refreshed,

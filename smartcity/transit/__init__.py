@@ -18,4 +18,5 @@ tracking_store.py     the tracker per batch: vehicle state, stop_arrivals, predi
                       transaction (the ingest's after-commit hook calls it)
 segment_stats.py      learned run and dwell times by hour of week: add, rebuild, load
 predict.py            predicted arrivals with uncertainty; the trip factor's Kalman update
+eta_accuracy.py       the ETA-accuracy horizon buckets and score (bench and transit rollups)
 """

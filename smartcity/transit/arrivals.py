@@ -60,20 +60,15 @@ async def next_arrivals(
     lang: str | None = None,
 ) -> list[Arrival]:
     """Up to `limit` next arrivals at `stop` after `at` (the timetable's within `HORIZON`),
-    soonest first."""
-    live = await live_q.live_arrivals(
-        conn, stop.feed_id, stop.stop_id, at, max_age, limit=limit, lang=lang
-    )
+    soonest first.
+
+    One round trip: the live predictions and the timetable of each service day the window
+    touches go to the server together (a pipeline), and each timetable row says whether its
+    run is accounted for already (a live bus on it, or seen at the stop)."""
     tz = ZoneInfo(stop.timezone)
     today = at.astimezone(tz).date()
-    # With `limit` live arrivals in hand, only timetable runs before the last of them can
-    # still make the list: a much smaller window at a busy stop. (Their own scheduled times
-    # stay inside it, so a live frequency-based run still finds its scheduled twin.)
     until = at + HORIZON
-    if len(live) >= limit:
-        last = max(max(p.predicted_arrival, p.scheduled_arrival) for p in live)
-        until = min(until, last + timedelta(seconds=1))
-    planned: list[tuple[date, schedule.ScheduledDeparture]] = []
+    windows: list[tuple[date, int, int]] = []
     for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
         origin = service_day_origin(day, tz)
         after_s = max(0, math.ceil((at - origin).total_seconds()))
@@ -81,25 +76,33 @@ async def next_arrivals(
         last_s = MAX_SERVICE_TIME_S if stop.last_departure_s is None else stop.last_departure_s
         if before_s <= 0 or after_s > last_s:
             continue  # the window misses this service day
-        rows = await schedule.stop_departures(
-            conn,
-            stop.stop_id,
-            day,
-            after_s=after_s,
-            before_s=before_s,
-            limit=limit,
-            lang=lang,
-            feed_id=stop.feed_id,
+        windows.append((day, after_s, before_s))
+    async with conn.pipeline():
+        live_cur = await live_q.send_live_arrivals(
+            conn, stop.feed_id, stop.stop_id, at, max_age, limit=limit, lang=lang
         )
-        planned += [(day, r) for r in rows]
+        day_curs = [
+            (
+                day,
+                await schedule.send_stop_departures(
+                    conn,
+                    stop.stop_id,
+                    day,
+                    after_s=after_s,
+                    before_s=before_s,
+                    limit=limit,
+                    lang=lang,
+                    feed_id=stop.feed_id,
+                    at=at,
+                    max_age=max_age,
+                ),
+            )
+            for day, after_s, before_s in windows
+        ]
+        live = await live_cur.fetchall()
+        planned = [(day, r) for day, cur in day_curs for r in await cur.fetchall()]
 
-    fixed_runs = [(r.trip_id, day) for day, r in planned if not r.frequency_based]
-    accounted = await live_q.accounted_trips(
-        conn, stop.feed_id, stop.stop_id, fixed_runs, at, max_age
-    )
-    kept = [
-        (day, r) for day, r in planned if r.frequency_based or (r.trip_id, day) not in accounted
-    ]
+    kept = [(day, r) for day, r in planned if not r.accounted]
     for p in live:
         same = [
             i

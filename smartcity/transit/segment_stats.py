@@ -178,11 +178,15 @@ def add(
             )
 
 
-# Hour of week (0 = Monday 00:00 local) of the instant in column {t}, in time zone %(tz)s.
-_HOW = sql.SQL(
-    "((extract(isodow FROM {t} AT TIME ZONE %(tz)s) - 1) * 24"
-    " + extract(hour FROM {t} AT TIME ZONE %(tz)s))::smallint"
-)
+def hour_of_week(t: sql.Composable, tz: sql.Composable | None = None) -> sql.Composable:
+    """SQL: hour of week (0 = Monday 00:00 local) of the instant `t` in time zone `tz`
+    (default: the parameter %(tz)s). The transit rollups use it too (`smartcity.rollups`)."""
+    return sql.SQL(
+        "((extract(isodow FROM {t} AT TIME ZONE {tz}) - 1) * 24"
+        " + extract(hour FROM {t} AT TIME ZONE {tz}))::smallint"
+    ).format(t=t, tz=sql.Placeholder("tz") if tz is None else tz)
+
+
 # A feed's arrivals since %(since)s, each with the next stop of its trip visit.
 _ORDERED = sql.SQL(
     """
@@ -214,7 +218,7 @@ def rebuild(
             WHERE next_stop IS NOT NULL AND departed_at IS NOT NULL AND run > 0
             GROUP BY 2, 3, 4
             """
-        ).format(how=_HOW.format(t=sql.Identifier("departed_at")), ordered=_ORDERED),
+        ).format(how=hour_of_week(sql.Identifier("departed_at")), ordered=_ORDERED),
         params,
     )
     # Dwells at intermediate stops only: at the first the bus waits for its time, at the last
@@ -229,6 +233,6 @@ def rebuild(
             WHERE nth > 1 AND next_stop IS NOT NULL AND departed_at IS NOT NULL AND dwell >= 0
             GROUP BY 2, 3
             """
-        ).format(how=_HOW.format(t=sql.Identifier("arrived_at")), ordered=_ORDERED),
+        ).format(how=hour_of_week(sql.Identifier("arrived_at")), ordered=_ORDERED),
         params,
     )

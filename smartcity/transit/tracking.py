@@ -86,6 +86,11 @@ class VehicleState:
     off_route: bool = False
     trip_factor: float = 1.0
     trip_factor_var: float = 0.01
+    # The last fix's distance from the shape (in the window), and the run of consecutive fixes
+    # off route with the first one's time: the off-route alert reads these numbers.
+    off_route_m: float | None = None
+    off_route_fixes: int = 0
+    off_route_since: float | None = None
     # Not stored: the segment run times (from index, seconds) completed by this step.
     runs: list[tuple[int, float, float]] = field(default_factory=list)
 
@@ -109,10 +114,9 @@ def start(
 
 def _place(state: VehicleState, plan: TripPlan, fix: Fix) -> list[StopEvent]:
     along, offset = first_position(plan, fix)
-    if offset > OFF_ROUTE_M:
-        state.off_route = True
+    if _off_route(state, fix, offset):
         return []
-    state.dist_m, state.fix_ts, state.off_route = along, fix.ts, False
+    state.dist_m, state.fix_ts = along, fix.ts
     state.speed_mps = fix.speed_mps or 0.0
     d = plan.stop_dist
     nxt = int(np.searchsorted(d, along - ARRIVE_M, side="left"))
@@ -141,8 +145,7 @@ def step(state: VehicleState, plan: TripPlan, fix: Fix) -> list[StopEvent]:
     along, offset = plan.line.project_window(
         fix.lat, fix.lon, lo, hi, ambiguity_m=FIRST_FIX_AMBIGUITY_M
     )
-    if offset > OFF_ROUTE_M:
-        state.off_route = True
+    if _off_route(state, fix, offset):
         return []
     if along == state.dist_m and (fix.speed_mps or 0.0) > STALE_SPEED_MPS:
         # The very same position again while the device says it moves: a frozen receiver
@@ -153,8 +156,20 @@ def step(state: VehicleState, plan: TripPlan, fix: Fix) -> list[StopEvent]:
     v_pair = (d1 - state.dist_m) / dt if dt > 0 else 0.0
     v1 = fix.speed_mps if fix.speed_mps is not None else v_pair
     events = _advance(state, plan, state.fix_ts, state.dist_m, state.speed_mps, fix.ts, d1, v1)
-    state.dist_m, state.fix_ts, state.speed_mps, state.off_route = d1, fix.ts, v1, False
+    state.dist_m, state.fix_ts, state.speed_mps = d1, fix.ts, v1
     return events
+
+
+def _off_route(state: VehicleState, fix: Fix, offset_m: float) -> bool:
+    """Record the fix's distance from the shape; True (and counted) when it is off route."""
+    state.off_route_m = offset_m
+    state.off_route = offset_m > OFF_ROUTE_M
+    if state.off_route:
+        state.off_route_fixes += 1
+        state.off_route_since = state.off_route_since or fix.ts
+    else:
+        state.off_route_fixes, state.off_route_since = 0, None
+    return state.off_route
 
 
 def finish(state: VehicleState, plan: TripPlan, until_ts: float) -> list[StopEvent]:

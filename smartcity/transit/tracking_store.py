@@ -10,7 +10,11 @@
    state is a repeat — a redelivered batch changes nothing);
 3. upsert the stop events into `stop_arrivals` (ON CONFLICT on the stop visit: the same visit
    seen twice keeps one row), add the observed run and dwell times to the learned sums;
-4. replace the vehicles' rows in `transit_predictions` by fresh predictions (`predict`);
+4. replace the vehicles' rows in `transit_predictions` by fresh predictions (`predict`), and
+   keep a sample of them for the ETA-accuracy KPI (`transit_eta_samples`, migration 11: for
+   `eta_sample_pct` % of trips, chosen by a hash of the trip, one prediction per stop visit
+   and horizon bucket — the one made nearest the bucket's middle — so at most four rows per
+   sampled visit);
 5. write the states back.
 
 Readers therefore never see arrivals without the state that produced them, or a trip's
@@ -20,6 +24,7 @@ its feed is the one named after its city (the active version).
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +32,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import structlog
+from psycopg import sql
 
 from smartcity.transit import segment_stats
+from smartcity.transit.eta_accuracy import BUCKETS, bucket_middle_s, bucket_of
 from smartcity.transit.predict import predict, update_factor
 from smartcity.transit.segment_stats import StatsCache
 from smartcity.transit.tracking import Fix, StopEvent, VehicleState, finish, start, step
@@ -45,6 +52,46 @@ _STATE_COLUMNS = (
     " speed_mps, next_stop, at_stop, at_stop_since, last_dep_stop, last_dep_ts, off_route,"
     " trip_factor, trip_factor_var"
 )
+
+# A departure found later fills in the visit's row; a visit seen again (the same fixes twice)
+# keeps its first departure rather than losing it. detected_at marks the row for the rollups.
+ARRIVALS_UPSERT = """
+    INSERT INTO stop_arrivals AS a (feed_id, trip_id, start_date, stop_sequence,
+        stop_id, route_id, vehicle_id, city, arrived_at, departed_at, scheduled_arrival)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (feed_id, trip_id, start_date, stop_sequence) DO UPDATE SET
+        vehicle_id = EXCLUDED.vehicle_id,
+        arrived_at = EXCLUDED.arrived_at,
+        departed_at = coalesce(EXCLUDED.departed_at, a.departed_at),
+        detected_at = now()
+"""
+
+# Keeps, per visit and horizon bucket, the prediction made nearest the bucket's middle.
+_HORIZON = "extract(epoch FROM {t}.predicted_arrival - {t}.made_at)"
+_MIDDLE = sql.SQL("CASE EXCLUDED.horizon {} END").format(
+    sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(sql.Literal(b[0]), sql.Literal(bucket_middle_s(b[0])))
+        for b in BUCKETS
+    )
+)
+ETA_SAMPLE_UPSERT = sql.SQL(
+    """
+    INSERT INTO transit_eta_samples AS s (feed_id, trip_id, start_date, stop_sequence, horizon,
+        city, route_id, made_at, predicted_arrival)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::date[], %s::int[], %s::text[], %s::text[],
+                         %s::text[], %s::timestamptz[], %s::timestamptz[])
+    ON CONFLICT (feed_id, trip_id, start_date, stop_sequence, horizon) DO UPDATE SET
+        made_at = EXCLUDED.made_at, predicted_arrival = EXCLUDED.predicted_arrival
+    WHERE abs({new} - {mid}) < abs({old} - {mid})
+    """
+).format(
+    new=sql.SQL(_HORIZON.format(t="EXCLUDED")), old=sql.SQL(_HORIZON.format(t="s")), mid=_MIDDLE
+)
+
+
+def sampled(trip_id: str, start_date: date, pct: float) -> bool:
+    """Whether the trip's predictions are sampled: a stable hash, so every worker agrees."""
+    return zlib.crc32(f"{trip_id}/{start_date:%Y%m%d}".encode()) % 10_000 < pct * 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +136,10 @@ class Tracker:
     """Trip plans and learned stats cached in memory; state in the database. One per ingest
     worker (not thread-safe)."""
 
-    def __init__(self, *, stats_reload_s: float = 300.0) -> None:
+    def __init__(self, *, stats_reload_s: float = 300.0, eta_sample_pct: float = 10.0) -> None:
         self.trips = TripCache()
         self.stats = StatsCache(stats_reload_s)
+        self.eta_sample_pct = eta_sample_pct
 
     def process(
         self,
@@ -176,6 +224,7 @@ class Tracker:
                         )
                     )
             self._write(conn, keys, arrivals, runs, dwells, saved, predicted)
+            self._sample(conn, predicted)
         result.stop_events = len(arrivals)
         result.predictions = len(predicted)
         return result
@@ -187,10 +236,12 @@ class Tracker:
     ) -> dict[tuple[str, str], VehicleState]:
         rows = conn.execute(
             f"""
-            SELECT {_STATE_COLUMNS} FROM transit_vehicle_state
+            SELECT {_STATE_COLUMNS}, o.off_route_m, coalesce(o.off_route_fixes, 0),
+                   o.off_route_since
+            FROM transit_vehicle_state LEFT JOIN transit_off_route o USING (city, vehicle_id)
             WHERE (city, vehicle_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
             ORDER BY city, vehicle_id
-            FOR UPDATE
+            FOR UPDATE OF transit_vehicle_state
             """,  # noqa: S608 - a constant column list
             ([k[0] for k in keys], [k[1] for k in keys]),
         ).fetchall()
@@ -215,6 +266,9 @@ class Tracker:
                 off_route=bool(r[15]),
                 trip_factor=float(r[16]),  # type: ignore[arg-type]
                 trip_factor_var=float(r[17]),  # type: ignore[arg-type]
+                off_route_m=None if r[18] is None else float(r[18]),  # type: ignore[arg-type]
+                off_route_fixes=int(r[19]),  # type: ignore[call-overload]
+                off_route_since=_epoch(r[20]),
             )
         return out
 
@@ -279,6 +333,34 @@ class Tracker:
         if state.runs:
             update_factor(state, plan, self.stats.get(conn, plan.feed_id))
 
+    def _sample(
+        self, conn: psycopg.Connection[tuple[object, ...]], predicted: list[tuple[object, ...]]
+    ) -> None:
+        """Keep the predictions of sampled trips that fall in a horizon bucket (the rows of
+        `predicted`, one per stop visit: see `_write`)."""
+        cols: list[list[object]] = [[] for _ in range(9)]
+        seen: set[tuple[object, ...]] = set()
+        for r in reversed(predicted):  # `_write` keeps the last of a trip's duplicates
+            trip_id, start_date, arrival, made_at = r[1], r[2], r[8], r[11]
+            assert isinstance(start_date, date)
+            assert isinstance(arrival, datetime)
+            assert isinstance(made_at, datetime)
+            label = bucket_of((arrival - made_at).total_seconds())
+            if label is None or not sampled(str(trip_id), start_date, self.eta_sample_pct):
+                continue
+            key = (r[0], trip_id, start_date, r[3])
+            if key in seen:
+                continue  # a trip claimed by two vehicles: `_write` kept one of them
+            seen.add(key)
+            for col, value in zip(
+                cols,
+                (r[0], trip_id, start_date, r[3], label, r[7], r[5], made_at, arrival),
+                strict=True,
+            ):
+                col.append(value)
+        if cols[0]:
+            conn.execute(ETA_SAMPLE_UPSERT, cols)
+
     @staticmethod
     def _row(state: VehicleState, plan: TripPlan, city: str, vehicle_id: str) -> tuple[object, ...]:
         return (
@@ -300,6 +382,10 @@ class Tracker:
             state.off_route,
             state.trip_factor,
             state.trip_factor_var,
+            # transit_off_route (the off-route alert's numbers), split off in `_write`
+            state.off_route_m,
+            state.off_route_fixes,
+            _instant(state.off_route_since),
         )
 
     @staticmethod
@@ -316,20 +402,7 @@ class Tracker:
             if arrivals:
                 # A departure found later fills in the visit's row; a visit seen again (the
                 # same fixes twice) keeps its first departure rather than losing it.
-                cur.executemany(
-                    """
-                    INSERT INTO stop_arrivals AS a (feed_id, trip_id, start_date, stop_sequence,
-                        stop_id, route_id, vehicle_id, city, arrived_at, departed_at,
-                        scheduled_arrival)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (feed_id, trip_id, start_date, stop_sequence) DO UPDATE SET
-                        vehicle_id = EXCLUDED.vehicle_id,
-                        arrived_at = EXCLUDED.arrived_at,
-                        departed_at = coalesce(EXCLUDED.departed_at, a.departed_at),
-                        detected_at = now()
-                    """,
-                    arrivals,
-                )
+                cur.executemany(ARRIVALS_UPSERT, arrivals)
             for feed_id in sorted(set(runs) | set(dwells)):
                 segment_stats.add(conn, feed_id, runs.get(feed_id, {}), dwells.get(feed_id, {}))
             if saved:
@@ -349,7 +422,19 @@ class Tracker:
                         trip_factor = EXCLUDED.trip_factor,
                         trip_factor_var = EXCLUDED.trip_factor_var, updated_at = now()
                     """,  # noqa: S608 - constant column list and placeholders
-                    saved,
+                    [row[:18] for row in saved],
+                )
+                cur.executemany(
+                    """
+                    INSERT INTO transit_off_route (city, vehicle_id, off_route_m,
+                        off_route_fixes, off_route_since)
+                    VALUES (%s, %s, %s, %s, %s)
+                    ON CONFLICT (city, vehicle_id) DO UPDATE SET
+                        off_route_m = EXCLUDED.off_route_m,
+                        off_route_fixes = EXCLUDED.off_route_fixes,
+                        off_route_since = EXCLUDED.off_route_since
+                    """,
+                    [(row[0], row[1], *row[18:]) for row in saved],
                 )
             # Replace the vehicles' predictions: a vehicle that changed trip or finished one
             # loses the old trip's rows in the same transaction.

@@ -1,0 +1,1 @@
+"""Test-only servers that the system packages cannot provide (see each module)."""
