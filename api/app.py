@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from psycopg_pool import AsyncConnectionPool
 
 from api import problems
+from api.answers import AnswerCaches
 from api.bodylimit import BodySizeLimit
 from api.deps import Pool, Services
 from api.live import LiveHub
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         trusted_proxies=frozenset(_csv(settings.api_trusted_proxies)),
         hub=hub,
         link=MqttLink(settings, hub, metrics),
+        answers=AnswerCaches.with_ttl(settings.api_answer_cache_s),
     )
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.answers import AnswerCaches
 from api.live import LiveHub
 from api.metrics import ApiMetrics
 from api.mqtt_link import MqttLink
@@ -40,6 +41,7 @@ class Services:
     trusted_proxies: frozenset[str]
     hub: LiveHub
     link: MqttLink
+    answers: AnswerCaches
     pool: Pool | None = None  # set by the lifespan once opened
 
 
@@ -52,15 +54,31 @@ def get_settings(request: Request) -> Settings:
     return get_services(request).settings
 
 
+def pool_of(services: Services) -> Pool:
+    """The DB pool, for a route that takes a connection only when it needs one (an answer
+    served from a cache needs none)."""
+    assert services.pool is not None, "the lifespan opens the pool before requests are served"
+    return services.pool
+
+
 async def get_conn(request: Request) -> AsyncIterator[AsyncConnection[tuple[object, ...]]]:
-    pool = get_services(request).pool
-    assert pool is not None, "the lifespan opens the pool before requests are served"
-    async with pool.connection() as conn:
+    async with pool_of(get_services(request)).connection() as conn:
         yield conn
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Dependencies are `async def` even where they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop that cost more CPU than the route's own work on
+# a cheap route (rate limit, services and settings on every request).
+async def _services(request: Request) -> Services:
+    return get_services(request)
+
+
+async def _settings(request: Request) -> Settings:
+    return get_settings(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 ConnDep = Annotated[AsyncConnection[tuple[object, ...]], Depends(get_conn)]
 
 # auto_error=False: a missing header is our 401 problem, not FastAPI's plain 403.
@@ -111,7 +129,7 @@ ViewerDep = Annotated[Caller, Depends(require(Role.VIEWER))]
 OperatorDep = Annotated[Caller, Depends(require(Role.OPERATOR))]
 
 
-def meter_token(
+async def meter_token(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_meter_bearer)],
 ) -> str | None:
     return None if bearer is None else bearer.credentials
@@ -120,7 +138,7 @@ def meter_token(
 MeterTokenDep = Annotated[str | None, Depends(meter_token)]
 
 
-def rate_limited(request: Request) -> None:
+async def rate_limited(request: Request) -> None:
     """Take one token from the client's bucket or refuse with 429."""
     services = get_services(request)
     peer = request.client.host if request.client else None

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from api.routes.aggregates import LightingPage
 from smartcity.rollups.maintain import run_once
 from smartcity.security import Role
 from smartcity.settings import Settings
@@ -110,6 +111,32 @@ def test_daily_lighting_equals_raw_rows_across_tiers(
     for k, item in got.items():
         _check_lighting(item, want[k])
     assert body["next_offset"] is None
+
+
+def test_rollup_pages_are_reused_until_the_watermark_moves(
+    settings: Settings, filled: dict[str, Any], client: TestClient, viewer: dict[str, str]
+) -> None:
+    """Days 10 and 11 come from the daily rollups alone: the page is built once and reused
+    while the rollups' watermark stands (the rollups change only when it moves)."""
+    params = {"level": "district", "bucket": "1d"}
+    params |= {"from": "2026-03-10T00:00:00+05:00", "to": "2026-03-12T00:00:00+05:00"}
+    first = client.get("/v1/aggregates/lighting", headers=viewer, params=params)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["tiers"] == ["daily"]
+    # Built as plain JSON: exactly the documented model's fields and formats.
+    assert LightingPage.model_validate(body).model_dump(mode="json", by_alias=True) == body
+    with psycopg.connect(settings.database_conninfo, autocommit=True) as conn:
+        conn.execute("UPDATE lighting_daily SET energy_wh = energy_wh + 5000")
+        again = client.get("/v1/aggregates/lighting", headers=viewer, params=params)
+        assert again.content == first.content  # the watermark stands: the same page
+        conn.execute("UPDATE rollup_state SET watermark = watermark + interval '1 second'")
+    moved = _get(client, "/v1/aggregates/lighting", viewer, **params)
+    before = {(i["key"], i["bucket"]): i["energy_kwh"] for i in body["items"]}
+    after = {(i["key"], i["bucket"]): i["energy_kwh"] for i in moved["items"]}
+    assert set(after) == set(before)
+    for k, kwh in after.items():
+        assert _close(kwh, before[k] + 5.0), k
 
 
 def test_hourly_lighting_mixes_rollups_and_raw_and_pages(

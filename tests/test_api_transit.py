@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
+from api.routes.transit import Arrivals
 from simulators.gtfs import Network
 from smartcity.settings import Settings
 from smartcity.transit.gtfs_import import import_feed
 from tests.apidata import ready_client
 from tests.gtfs_feeds import BULLRUNNER
+from tests.helpers import wait_until
 from tests.transitdata import Fix, Prediction, add_fixes, add_predictions, import_sim_feed
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -65,8 +67,10 @@ def test_arrivals_from_the_timetable_when_no_bus_is_tracked(
     stop = _busy_stop(net)
     resp = client.get(f"/v1/stops/{stop}/arrivals", params={"at": AT.isoformat(), "limit": 8})
     assert resp.status_code == 200, resp.text
-    assert resp.headers["cache-control"] == "public, max-age=10"
+    assert resp.headers["cache-control"] == "public, max-age=2"
     body = resp.json()
+    # The answer is built as plain JSON: exactly the documented model's fields and formats.
+    assert Arrivals.model_validate_json(resp.content).model_dump(mode="json") == body
     assert body["stop"]["stop_id"] == stop
     assert body["stop"]["name"] == net.stops[stop].names[1]  # the feed's own text is Russian
     expected = _timetable(net, stop, AT)[:8]
@@ -115,6 +119,7 @@ def test_live_predictions_replace_their_trips_in_the_timetable(
         f"/v1/stops/{stop}/arrivals", params={"at": AT.isoformat(), "limit": 6, "lang": "en"}
     )
     assert resp.status_code == 200, resp.text
+    assert Arrivals.model_validate_json(resp.content).model_dump(mode="json") == resp.json()
     arrivals = resp.json()["arrivals"]
     assert resp.json()["stop"]["name"] == net.stops[stop].names[2]
     trips = [a["trip_id"] for a in arrivals]
@@ -137,6 +142,46 @@ def test_live_predictions_replace_their_trips_in_the_timetable(
     assert times == sorted(times)
     rest = [(t, trip) for t, trip in planned if trip not in (t1, t2)][: len(arrivals) - 1]
     assert [(t, trip) for t, trip in zip(times, trips, strict=True) if trip != t1] == rest
+
+
+def test_arrivals_of_now_are_shared_for_a_moment_then_made_again(
+    settings: Settings, net: Network
+) -> None:
+    """Everyone asking about a stop within `api_answer_cache_s` gets the same answer (one
+    build); a new prediction shows once it has expired; `at` (a replay) is never shared."""
+    stop = _busy_stop(net)
+    trip = next(iter(net.trips.values()))  # it serves the stop (its 4th)
+    polled = settings.model_copy(update={"api_answer_cache_s": 5.0, "api_rate_limit_burst": 10**6})
+    with ready_client(polled) as client:
+        first = client.get(f"/v1/stops/{stop}/arrivals")
+        again = client.get(f"/v1/stops/{stop}/arrivals")
+        assert first.status_code == again.status_code == 200
+        assert again.content == first.content  # the same `at`: the same answer
+        assert "age" not in first.headers
+        assert "age" in again.headers
+        other = client.get(f"/v1/stops/{stop}/arrivals", params={"lang": "en"})
+        assert other.json()["at"] != first.json()["at"]  # another key: made anew
+        replay = client.get(f"/v1/stops/{stop}/arrivals", params={"at": AT.isoformat()})
+        assert "age" not in replay.headers
+        assert replay.json()["at"] == "2026-11-23T03:00:00Z"
+        now = datetime.now(UTC)
+        add_predictions(
+            settings,
+            [
+                Prediction(
+                    trip.trip_id, now.astimezone(ALMATY).date(), 4, stop, trip.route_id,
+                    "shy-bus-0042", now + timedelta(minutes=2), 30.0, now + timedelta(minutes=1),
+                    now - timedelta(seconds=5),
+                )
+            ],
+        )  # fmt: skip
+        assert client.get(f"/v1/stops/{stop}/arrivals").content == first.content  # still shared
+
+        def bus_shown() -> bool:
+            answer = client.get(f"/v1/stops/{stop}/arrivals").json()
+            return any(a["vehicle_id"] == "shy-bus-0042" for a in answer["arrivals"])
+
+        wait_until(bus_shown, timeout_s=10, what="the new prediction in a new answer", poll_s=0.5)
 
 
 def test_arrivals_refuse_unknown_stops_and_bad_parameters(client: TestClient) -> None:

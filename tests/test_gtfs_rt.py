@@ -19,6 +19,7 @@ from smartcity.settings import Settings
 from smartcity.transit.gtfs_import import import_feed
 from tests.apidata import ready_client
 from tests.gtfs_feeds import BULLRUNNER
+from tests.helpers import wait_until
 from tests.transitdata import Fix, Prediction, add_fixes, add_predictions, import_sim_feed
 
 FRESH_S = 90  # the feeds' freshness limit (GTFS-RT best practices)
@@ -245,6 +246,31 @@ def test_frequency_based_trips_carry_their_start_time(
     check_feed(positions, now)
     assert positions.entity[0].vehicle.trip.start_time == "08:10:00"
     assert _get(client, "/gtfs-rt/trip-updates", feed="shymkent").entity == []
+
+
+def test_a_feed_is_built_once_and_shared_for_a_moment(settings: Settings, net: Network) -> None:
+    """Pollers within `api_answer_cache_s` share one build: the same bytes and header
+    timestamp, with an `Age` header; a new prediction appears in the next build."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    t1, t2 = list(net.trips)[:2]
+    add_predictions(settings, _predictions(net, t1, "shy-bus-0001", now, 8))
+    polled = settings.model_copy(update={"api_answer_cache_s": 5.0, "api_rate_limit_burst": 10**6})
+    with ready_client(polled) as client:
+        path = "/gtfs-rt/trip-updates"
+        first = client.get(path, params={"feed": "shymkent"})
+        again = client.get(path, params={"feed": "shymkent"})
+        assert first.status_code == again.status_code == 200
+        assert again.content == first.content
+        assert "age" not in first.headers
+        assert int(again.headers["age"]) <= 5
+        add_predictions(settings, _predictions(net, t2, "shy-bus-0002", now, 8))
+        assert client.get(path, params={"feed": "shymkent"}).content == first.content
+
+        def both_trips() -> bool:
+            feed = _get(client, path, feed="shymkent")
+            return {e.trip_update.trip.trip_id for e in feed.entity} == {t1, t2}
+
+        wait_until(both_trips, timeout_s=10, what="the second trip in a new build", poll_s=0.5)
 
 
 def test_feeds_refuse_unknown_feeds_and_formats(client: TestClient) -> None:

@@ -14,16 +14,16 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from api.deps import ConnDep, SettingsDep, ViewerDep
+from api.answers import FIGURES_MAX_BYTES
+from api.deps import ConnDep, ServicesDep, SettingsDep, ViewerDep
 from api.timeparams import as_utc
 from smartcity.cities import CITIES, City
 from smartcity.queries.aggregates import (
-    ON_TIME_EARLY_S,
-    ON_TIME_LATE_S,
     ArrivalBucket,
     Bucket,
     LightingBucket,
@@ -31,6 +31,7 @@ from smartcity.queries.aggregates import (
     Page,
     align,
     arrival_series,
+    lighting_plan,
     lighting_series,
     meter_series,
 )
@@ -55,6 +56,7 @@ DEFAULT_SPAN = {
 PAGE_MAX = 10_000
 PAGE_DEFAULT = 500
 CSV = "text/csv"
+JSON = "application/json"
 
 
 @cache
@@ -293,19 +295,20 @@ class LightingPage(Window):
     items: list[LightingRow]
 
 
-def _lighting_row(b: LightingBucket, zone: ZoneInfo, quarter: bool) -> LightingRow:
-    return LightingRow(
-        bucket=b.bucket.astimezone(zone),
-        key=b.key,
-        readings=b.readings,
-        energy_kwh=round(b.energy_wh / 1000.0, 6),
-        saved_by_dimming_kwh=round((b.full_power_energy_wh - b.energy_wh) / 1000.0, 6),
-        burn_h=round(b.burn_h, 6),
-        mean_dim_pct=_r(b.mean_dim_pct, 3),
-        lamp_hours_reporting=None if quarter else b.lamp_hours_reporting,
-        lamp_hours_faulty=None if quarter else b.lamp_hours_faulty,
-        availability_pct=None if quarter else _r(b.availability_pct, 4),
-    )
+def _lighting_item(b: LightingBucket, zone: ZoneInfo, quarter: bool) -> dict[str, Any]:
+    """A `LightingRow` as plain data (serialized by orjson: see `_lighting_json`)."""
+    return {
+        "bucket": b.bucket.astimezone(zone),
+        "key": b.key,
+        "readings": b.readings,
+        "energy_kwh": round(b.energy_wh / 1000.0, 6),
+        "saved_by_dimming_kwh": round((b.full_power_energy_wh - b.energy_wh) / 1000.0, 6),
+        "burn_h": round(b.burn_h, 6),
+        "mean_dim_pct": _r(b.mean_dim_pct, 3),
+        "lamp_hours_reporting": None if quarter else b.lamp_hours_reporting,
+        "lamp_hours_faulty": None if quarter else b.lamp_hours_faulty,
+        "availability_pct": None if quarter else _r(b.availability_pct, 4),
+    }
 
 
 @router.get(
@@ -322,6 +325,7 @@ async def get_lighting(
     request: Request,
     conn: ConnDep,
     settings: SettingsDep,
+    services: ServicesDep,
     _caller: ViewerDep,
     city: CityQuery = "astana",
     level: Annotated[
@@ -337,7 +341,7 @@ async def get_lighting(
     limit: LimitQuery = PAGE_DEFAULT,
     offset: OffsetQuery = 0,
     fmt: Annotated[FormatQuery, Query(alias="format")] = None,
-) -> LightingPage | Response:
+) -> Response:
     """Per bucket and lamp / cabinet / district / city: energy used (kWh), energy saved by
     dimming, burn hours, mean dim level, lamp-hours reporting and faulty, availability
     (formulas in docs/kpis.md). Buckets are whole 15 minutes, hours or local days of `tz`;
@@ -345,42 +349,65 @@ async def get_lighting(
     c = _city(city)
     zone = _zone(tz, c)
     start, end = _window(since, until, bucket, zone)
-    rows, segments = await lighting_series(
-        conn,
-        c.slug,
-        start,
-        end,
-        bucket=bucket,
-        tz=zone,
-        level=level,
-        lookback=timedelta(hours=settings.rollup_lookback_h),
-        page=Page(limit, offset),
-        district=_district(c, district, level),
-        key=key,
-    )
-    more = len(rows) > limit
-    items = [_lighting_row(b, zone, bucket is Bucket.QUARTER) for b in rows[:limit]]
-    next_offset = offset + limit if more else None
+    only = _district(c, district, level)
+    plan = await lighting_plan(conn, c.slug, start, end, bucket=bucket, tz=zone)
+    quarter = bucket is Bucket.QUARTER
+
+    async def page() -> tuple[list[dict[str, Any]], int | None]:
+        rows, _ = await lighting_series(
+            conn,
+            c.slug,
+            start,
+            end,
+            bucket=bucket,
+            tz=zone,
+            level=level,
+            lookback=timedelta(hours=settings.rollup_lookback_h),
+            page=Page(limit, offset),
+            district=only,
+            key=key,
+            segments=plan.segments,
+        )
+        items = [_lighting_item(b, zone, quarter) for b in rows[:limit]]
+        return items, offset + limit if len(rows) > limit else None
+
     if _wants_csv(request, fmt):
+        items, next_offset = await page()
+        for item in items:
+            item["bucket"] = item["bucket"].isoformat()
         return _as_csv(
-            [i.model_dump(mode="json") for i in items],
+            items,
             list(LightingRow.model_fields),
             f"lighting-{c.slug}-{level}-{bucket.value}",
             next_offset,
         )
-    return LightingPage.model_validate(
-        {
-            "city": c.slug,
-            "level": level,
-            "bucket": bucket,
-            "tz": zone.key,
-            "from": start.astimezone(zone),
-            "to": end.astimezone(zone),
-            "tiers": [s.tier.value for s in segments],
-            "items": items,
-            "next_offset": next_offset,
-        }
+
+    async def body() -> bytes:
+        items, next_offset = await page()
+        return orjson.dumps(
+            {
+                "city": c.slug,
+                "level": level,
+                "bucket": bucket.value,
+                "tz": zone.key,
+                "from": start.astimezone(zone),
+                "to": end.astimezone(zone),
+                "tiers": [s.tier.value for s in plan.segments],
+                "items": items,
+                "next_offset": next_offset,
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+
+    if not plan.rollups_only:  # raw rows answer part of it: they change with every batch
+        return Response(await body(), media_type=JSON)
+    # Rollups only: the page changes only when the watermark moves, so the watermark is in
+    # the key. Everything that shapes the answer is in it too.
+    cache_key = (c.slug, level, start, end, bucket, zone.key, only, key, limit, offset)
+    answer = await services.answers.figures.get(
+        (*cache_key, plan.watermark), body, keep=lambda b: len(b) <= FIGURES_MAX_BYTES
     )
+    return Response(answer.value, media_type=JSON)
 
 
 # --- metering ------------------------------------------------------------------------------------
@@ -523,9 +550,11 @@ class ArrivalRow(BaseModel):
     bucket: datetime = Field(description="Start of the bucket, in `tz`.")
     key: str = Field(description="The route, stop or city.")
     arrivals: int = Field(description="Observed arrivals of buses at stops.")
-    early: int = Field(description=f"More than {ON_TIME_EARLY_S} s before the schedule.")
-    on_time: int = Field(description=f"From {ON_TIME_EARLY_S} s early to {ON_TIME_LATE_S} s late.")
-    late: int = Field(description=f"More than {ON_TIME_LATE_S} s after the schedule.")
+    early: int = Field(description="Earlier than the on-time window (default: by over 60 s).")
+    on_time: int = Field(
+        description="Within the configured on-time window (default 60 s early to 300 s late)."
+    )
+    late: int = Field(description="Later than the on-time window (default: by over 300 s).")
     on_time_pct: float | None
     mean_delay_s: float = Field(description="Mean of arrival minus scheduled arrival, s.")
 
@@ -590,6 +619,7 @@ def _arrival_row(a: ArrivalBucket, zone: ZoneInfo) -> ArrivalRow:
 async def get_arrivals(
     request: Request,
     conn: ConnDep,
+    settings: SettingsDep,
     _caller: ViewerDep,
     city: CityQuery = "shymkent",
     level: Annotated[
@@ -606,8 +636,9 @@ async def get_arrivals(
     fmt: Annotated[FormatQuery, Query(alias="format")] = None,
 ) -> ArrivalPage | Response:
     """Observed arrivals of buses at their stops (from the bus tracker), per bucket and route /
-    stop / city: how many were early (more than 1 min), on time (1 min early to 5 min late) or
-    late, the on-time share and the mean delay. Buckets as in `/v1/aggregates/lighting`."""
+    stop / city: how many were early, on time (the configured window, by default 1 min early
+    to 5 min late) or late, the on-time share and the mean delay. Buckets as in
+    `/v1/aggregates/lighting`."""
     c = _city(city)
     zone = _zone(tz, c)
     start, end = _window(since, until, bucket, zone)
@@ -620,6 +651,7 @@ async def get_arrivals(
         tz=zone,
         level=level,
         page=Page(limit, offset),
+        on_time_s=(settings.transit_on_time_early_s, settings.transit_on_time_late_s),
         key=key,
     )
     more = len(rows) > limit

@@ -16,7 +16,12 @@ from api.deps import ConnDep, RateLimited, SettingsDep
 from smartcity.cities import CITIES
 from smartcity.queries.aggregates import Bucket, Page, meter_series
 from smartcity.queries.energy import lighting_totals
-from smartcity.queries.kpis import energy_per_lamp_night_kwh, fault_mttr, meter_reporting_rate
+from smartcity.queries.kpis import (
+    energy_per_lamp_night_kwh,
+    fault_mttr,
+    meter_reporting_rate,
+    transit_kpis,
+)
 from smartcity.rollups.maintain import local_day_span
 
 router = APIRouter(prefix="/v1/cities", tags=["kpis"])
@@ -53,6 +58,30 @@ class MeterKpis(BaseModel):
     )
 
 
+class TransitKpis(BaseModel):
+    arrivals: int = Field(description="Observed bus stop arrivals.")
+    on_time_pct: float | None = Field(
+        description="Share of arrivals from 1 min early to 5 min late of the schedule "
+        "(the configured window), %."
+    )
+    headways: int = Field(description="Observed headways (consecutive buses at a stop).")
+    headway_adherence_pct: float | None = Field(
+        description="Share of headways within 0.5–1.5 × the scheduled one, %."
+    )
+    cv_h: float | None = Field(
+        description="Headway coefficient of variation: stddev(observed − scheduled) ÷ mean "
+        "scheduled headway (lower is more regular)."
+    )
+    eta_samples: int = Field(description="Sampled arrival predictions scored.")
+    eta_accuracy: dict[str, float | None] = Field(
+        description="Per horizon bucket (minutes ahead: 0_3, 3_6, 6_10, 10_15), the share of "
+        "sampled predictions within the bucket's early/late tolerance, 0..1."
+    )
+    eta_score: float | None = Field(
+        description="Mean of the bucket accuracies (a bucket without samples counts as 0)."
+    )
+
+
 class CityKpis(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -72,6 +101,16 @@ class CityKpis(BaseModel):
                     },
                     "electricity": {"consumption": 812345.6, "unit": "kWh", "reporting_pct": 98.7},
                     "water": {"consumption": 40211.2, "unit": "m3", "reporting_pct": 97.9},
+                    "transit": {
+                        "arrivals": 412345,
+                        "on_time_pct": 78.4,
+                        "headways": 398211,
+                        "headway_adherence_pct": 71.2,
+                        "cv_h": 0.38,
+                        "eta_samples": 81234,
+                        "eta_accuracy": {"0_3": 0.93, "3_6": 0.88, "6_10": 0.84, "10_15": 0.79},
+                        "eta_score": 0.86,
+                    },
                 }
             ]
         }
@@ -84,6 +123,7 @@ class CityKpis(BaseModel):
     lighting: LightingKpis
     electricity: MeterKpis
     water: MeterKpis
+    transit: TransitKpis
 
 
 def _day(value: date | None, name: str, default: date) -> date:
@@ -96,7 +136,7 @@ def _day(value: date | None, name: str, default: date) -> date:
 @router.get(
     "/{city}/kpis",
     response_model=CityKpis,
-    summary="The city's lighting and metering KPIs over local days (public)",
+    summary="The city's lighting, metering and transit KPIs over local days (public)",
     responses={
         404: {"description": "Unknown city (problem+json)."},
         422: {"description": "Bad date or range (problem+json)."},
@@ -130,7 +170,8 @@ async def get_kpis(
 ) -> CityKpis:
     """City-wide figures over whole local days: lighting energy, energy saved by dimming,
     availability, energy per lamp-night, lamp repairs and mean time to repair; electricity and
-    water consumption and the share of meters reporting (formulas in docs/kpis.md). Only
+    water consumption and the share of meters reporting; bus on-time %, headway adherence and
+    ETA accuracy by horizon bucket (formulas in docs/kpis.md). Only
     city-level aggregates: no lamp, meter or household appears here. Public, rate-limited,
     cacheable for five minutes."""
     if city not in CITIES:
@@ -173,6 +214,7 @@ async def get_kpis(
         )
     response.headers["Cache-Control"] = f"public, max-age={CACHE_MAX_AGE_S}"
     per_night = await energy_per_lamp_night_kwh(conn, city, first_day, last_day)
+    bus = await transit_kpis(conn, city, first_day, last_day)
     return CityKpis(
         city=city,
         tz=c.tz_name,
@@ -190,4 +232,18 @@ async def get_kpis(
         ),
         electricity=meters["electricity"],
         water=meters["water"],
+        transit=TransitKpis(
+            arrivals=bus.arrivals,
+            on_time_pct=None if bus.on_time_pct is None else round(bus.on_time_pct, 3),
+            headways=bus.headways,
+            headway_adherence_pct=None
+            if bus.headway_adherence_pct is None
+            else round(bus.headway_adherence_pct, 3),
+            cv_h=None if bus.cv_h is None else round(bus.cv_h, 4),
+            eta_samples=bus.eta_samples,
+            eta_accuracy={
+                k: None if v is None else round(v, 4) for k, v in bus.eta_accuracy.items()
+            },
+            eta_score=None if bus.eta_score is None else round(bus.eta_score, 4),
+        ),
     )

@@ -10,13 +10,15 @@ import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ConnDep, RateLimited
+from api.deps import ConnDep, RateLimited, Services, ServicesDep, pool_of
 from api.timeparams import as_utc
 from smartcity.queries import transit as schedule
 from smartcity.queries import transit_live as live
+from smartcity.queries.transit_live import StopInfo
 from smartcity.transit.arrivals import next_arrivals
 
 router = APIRouter(tags=["residents"])
@@ -31,6 +33,11 @@ SCHEDULE_CACHE = "public, max-age=3600"
 # Live answers change with every batch of fixes; a few seconds spares the database when many
 # residents at one stop ask at once.
 LIVE_CACHE = "public, max-age=10"
+# A stop's arrivals: a resident waiting at the stop refreshes often, and a bus's prediction
+# moves with each fix; the API itself reuses an answer this long (`api_answer_cache_s`).
+ARRIVALS_CACHE = "public, max-age=2"
+LIVE_MAX_AGE_S = int(LIVE_MAX_AGE.total_seconds())
+JSON = "application/json"
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Malformed parameter (problem+json)."},
@@ -402,8 +409,7 @@ async def get_vehicles(
     dependencies=[RateLimited],
 )
 async def get_arrivals(
-    conn: ConnDep,
-    response: Response,
+    services: ServicesDep,
     stop_id: Annotated[
         str,
         Path(min_length=1, max_length=255, description="GTFS stop_id.", examples=["s0042"]),
@@ -419,55 +425,86 @@ async def get_arrivals(
             examples=["2026-11-23T08:15:20Z"],
         ),
     ] = None,
-) -> Arrivals:
+) -> Response:
     """The next `limit` buses at the stop, soonest first: route, headsign (in `lang`), time,
     minutes away, and for a bus tracked by GPS (`live`: true) its predicted arrival with its
     uncertainty (one standard deviation), vehicle and GPS age. A trip run without fresh GPS
     (none within `live_max_age_s`) comes from the timetable (`live`: false). A stop id found
-    in several feeds needs `feed`. Public, rate-limited, cacheable 10 s."""
-    when = datetime.now(UTC) if at is None else as_utc(at, "at")
-    stops = await live.find_stop(conn, stop_id, feed_id=feed, lang=lang)
-    if not stops:
-        where = f"feed {feed!r}" if feed else "any active GTFS feed"
-        raise HTTPException(404, f"no stop {stop_id!r} in {where}; find stops with /v1/stops")
-    if len(stops) > 1:
-        feeds = ", ".join(s.feed_id for s in stops)
-        raise HTTPException(422, f"stop {stop_id!r} is in several feeds ({feeds}); add `feed`")
-    stop = stops[0]
-    rows = await next_arrivals(conn, stop, when, max_age=LIVE_MAX_AGE, limit=limit, lang=lang)
-    response.headers["Cache-Control"] = LIVE_CACHE
-    return Arrivals(
-        stop=Stop(
-            feed_id=stop.feed_id,
-            stop_id=stop.stop_id,
-            stop_code=stop.stop_code,
-            name=stop.name,
-            lat=stop.lat,
-            lon=stop.lon,
-        ),
-        at=when,
-        live_max_age_s=int(LIVE_MAX_AGE.total_seconds()),
-        arrivals=[
-            Arrival(
-                feed_id=a.feed_id,
-                route_id=a.route_id,
-                route_short_name=a.route_short_name,
-                headsign=a.headsign,
-                trip_id=a.trip_id,
-                start_date=a.start_date,
-                time=a.at,
-                scheduled_time=a.scheduled_at,
-                minutes_away=max(0, math.floor((a.at - when).total_seconds() / 60)),
-                uncertainty_s=a.uncertainty_s,
-                vehicle_id=a.vehicle_id,
-                live=a.live,
-                gps_age_s=(
+    in several feeds needs `feed`. Public, rate-limited, cacheable 2 s: everyone asking about
+    the same stop within that time gets the same answer (`at` says when it was made, the `Age`
+    header how long ago)."""
+    headers = {"Cache-Control": ARRIVALS_CACHE}
+    if at is not None:  # a replay: made for this caller alone
+        body = await _arrivals_body(services, stop_id, feed, lang, limit, as_utc(at, "at"))
+        return Response(body, media_type=JSON, headers=headers)
+
+    async def build() -> bytes:
+        return await _arrivals_body(services, stop_id, feed, lang, limit, datetime.now(UTC))
+
+    answer = await services.answers.arrivals.get((stop_id, feed, lang, limit), build)
+    if answer.hit:
+        headers["Age"] = str(int(answer.age_s))
+    return Response(answer.value, media_type=JSON, headers=headers)
+
+
+async def _arrivals_body(
+    services: Services,
+    stop_id: str,
+    feed: str | None,
+    lang: str | None,
+    limit: int,
+    when: datetime,
+) -> bytes:
+    """The `Arrivals` answer as JSON. Built as plain data and serialized by orjson: the shape
+    is `Arrivals`' (the tests check it against the model), without validating models that
+    this code has just filled from typed rows."""
+    async with pool_of(services).connection() as conn:
+
+        async def stop_info() -> list[StopInfo]:
+            return await live.find_stop(conn, stop_id, feed_id=feed, lang=lang)
+
+        stops = (await services.answers.stops.get((stop_id, feed, lang), stop_info)).value
+        if not stops:
+            where = f"feed {feed!r}" if feed else "any active GTFS feed"
+            raise HTTPException(404, f"no stop {stop_id!r} in {where}; find stops with /v1/stops")
+        if len(stops) > 1:
+            feeds = ", ".join(s.feed_id for s in stops)
+            raise HTTPException(422, f"stop {stop_id!r} is in several feeds ({feeds}); add `feed`")
+        stop = stops[0]
+        rows = await next_arrivals(conn, stop, when, max_age=LIVE_MAX_AGE, limit=limit, lang=lang)
+    answer = {
+        "stop": {
+            "feed_id": stop.feed_id,
+            "stop_id": stop.stop_id,
+            "stop_code": stop.stop_code,
+            "name": stop.name,
+            "lat": stop.lat,
+            "lon": stop.lon,
+        },
+        "at": when,
+        "live_max_age_s": LIVE_MAX_AGE_S,
+        "arrivals": [
+            {
+                "feed_id": a.feed_id,
+                "route_id": a.route_id,
+                "route_short_name": a.route_short_name,
+                "headsign": a.headsign,
+                "trip_id": a.trip_id,
+                "start_date": a.start_date,
+                "time": a.at,
+                "scheduled_time": a.scheduled_at,
+                "minutes_away": max(0, math.floor((a.at - when).total_seconds() / 60)),
+                "uncertainty_s": None if a.uncertainty_s is None else float(a.uncertainty_s),
+                "vehicle_id": a.vehicle_id,
+                "live": a.live,
+                "gps_age_s": (
                     None
                     if a.position_ts is None
                     else round(max(0.0, (when - a.position_ts).total_seconds()), 1)
                 ),
-                frequency_based=a.frequency_based,
-            )
+                "frequency_based": a.frequency_based,
+            }
             for a in rows
         ],
-    )
+    }
+    return orjson.dumps(answer, option=orjson.OPT_UTC_Z)

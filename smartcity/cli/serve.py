@@ -51,7 +51,7 @@ def _run_ingest_worker(settings: Settings, worker: int | None) -> None:
     from prometheus_client import start_http_server
 
     from ingest.metrics import IngestMetrics
-    from ingest.pipeline import Pipeline
+    from ingest.pipeline import Pipeline, tune_gc
     from smartcity.cli.workers import stop_with_parent
 
     stop = stop_event()
@@ -72,7 +72,9 @@ def _run_ingest_worker(settings: Settings, worker: int | None) -> None:
             addr=settings.ingest_metrics_host,
             registry=metrics.registry,
         )
-    Pipeline(settings, metrics).run(stop)
+    pipeline = Pipeline(settings, metrics)
+    tune_gc()
+    pipeline.run(stop)
 
 
 def api(
