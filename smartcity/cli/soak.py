@@ -13,6 +13,7 @@ from rich.console import Console
 from smartcity.cli.simulate import parse_duration
 from smartcity.errors import ConfigurationError
 from smartcity.settings import Settings
+from smartcity.soak.plan import SoakPlan
 
 
 def soak(
@@ -32,8 +33,19 @@ def soak(
         typer.Option(help="Simulated seconds per real second (event time reaches now at the end)."),
     ] = 1.0,
     api_rate: Annotated[
-        float, typer.Option(help="API requests per second (operators and residents).")
-    ] = 20.0,
+        float,
+        typer.Option(
+            help="API requests per second (operators and residents); the default is what this "
+            "2-core machine answers beside the rest (docs/benchmarks.md)."
+        ),
+    ] = SoakPlan.api_rate_per_s,
+    device_faults: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Device faults injected per kind and city (the alert score's ground truth).",
+        ),
+    ] = SoakPlan.device_faults_per_kind,
     storm_clients: Annotated[
         int, typer.Option(min=1, help="Devices connecting at once in the reconnect storm.")
     ] = 2000,
@@ -61,7 +73,6 @@ def soak(
     Prints published, stored, lost, duplicates, rejected by reason, publish→commit lag, API
     p99 (baseline and outside fault windows), memory growth per process, and the faults.
     """
-    from smartcity.soak.plan import SoakPlan
     from smartcity.soak.report import plot as write_plot
     from smartcity.soak.report import print_table
     from smartcity.soak.run import run
@@ -73,6 +84,7 @@ def soak(
         scale=scale,
         speed=speed,
         api_rate_per_s=api_rate,
+        device_faults_per_kind=device_faults,
         storm_clients=storm_clients,
         malformed_messages=malformed,
         db_pause_s=db_pause,

@@ -21,8 +21,10 @@ acknowledged; `expected_keys` is handed the run results and refuses otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import time
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ import psycopg
 from psycopg import sql
 
 from smartcity.soak import SoakError
+from smartcity.soak.truth import write_faults
 
 if TYPE_CHECKING:
     from smartcity.soak.procs import SimSpec
@@ -46,16 +49,34 @@ EXPECTED_TABLE = "soak_expected"
 READY_DEVICE = "soak-ready"
 
 
-def simulated_keys(spec: SimSpec, root: str) -> Iterator[tuple[str, str, datetime]]:
-    """(table, device, ts) of every row one city's simulator run must have produced."""
+def simulated_keys(
+    spec: SimSpec, root: str, truth: Callable[[dict[str, object]], None] | None = None
+) -> Iterator[tuple[str, str, datetime]]:
+    """(table, device, ts) of every row one city's simulator run must have produced, with the
+    soak's device faults applied (smartcity.soak.truth). Messages the ingest's decoder
+    refuses become dead letters, not rows. `truth` is shown every ground-truth stop visit of
+    the buses, also for `TRUTH_TAIL_S` past the end (no keys from there)."""
     from ingest.decode import decode
     from simulators.scenario import Scenario
+    from smartcity.errors import PayloadError
     from smartcity.soak.procs import scenario_options
+    from smartcity.soak.truth import TRUTH_TAIL_S, plan_device_faults
     from smartcity.topics import parse_inbound
 
-    scenario = Scenario(scenario_options(spec.fleet), start=spec.start, topic_root=root)
-    for _t, topic, payload in scenario.messages(spec.duration_s):
-        decoded = decode(parse_inbound(root, topic), payload)
+    scenario = Scenario(
+        scenario_options(spec.fleet), start=spec.start, topic_root=root, ground_truth=truth
+    )
+    faults = plan_device_faults(scenario, spec)
+    if spec.faults_path:
+        write_faults(spec.faults_path, faults)
+    tail = TRUTH_TAIL_S if truth is not None else 0.0
+    for t, topic, payload in scenario.messages(spec.duration_s + tail):
+        if t >= spec.duration_s:
+            continue  # the tail: ground truth only, never published
+        try:
+            decoded = decode(parse_inbound(root, topic), payload)
+        except PayloadError:
+            continue
         for table, rows in decoded.rows.items():
             for row in rows:
                 ts = row[0]
@@ -64,9 +85,21 @@ def simulated_keys(spec: SimSpec, root: str) -> Iterator[tuple[str, str, datetim
 
 
 def write_keys(spec: SimSpec, root: str) -> None:
-    """`simulated_keys` as tab-separated text (COPY's format) in `spec.keys_path`."""
-    with open(spec.keys_path, "w", encoding="utf-8") as out:
-        for table, device, ts in simulated_keys(spec, root):
+    """`simulated_keys` as tab-separated text (COPY's format) in `spec.keys_path`; the device
+    faults and the buses' ground truth to `spec.faults_path` and `spec.arrivals_path`."""
+    from simulators.transit import GROUND_TRUTH_FIELDS
+
+    with contextlib.ExitStack() as stack:
+        truth = None
+        if spec.arrivals_path:
+            arrivals = stack.enter_context(
+                open(spec.arrivals_path, "w", encoding="utf-8", newline="")
+            )
+            writer = csv.DictWriter(arrivals, GROUND_TRUTH_FIELDS, lineterminator="\n")
+            writer.writeheader()
+            truth = writer.writerow
+        out = stack.enter_context(open(spec.keys_path, "w", encoding="utf-8"))
+        for table, device, ts in simulated_keys(spec, root, truth):
             out.write(f"{table}\t{device}\t{ts.isoformat()}\n")
 
 

@@ -59,12 +59,17 @@ class SoakPlan:
     # in the past so that event time reaches "now" at the end (the ingest refuses readings
     # from the future).
     speed: float = 1.0
-    api_rate_per_s: float = 20.0
+    # What this 2-core machine answers beside the simulators, the ingest and the faults
+    # (docs/benchmarks.md, "City-scale soak"): at 20 the API queued for the whole run.
+    api_rate_per_s: float = 5.0
     probe_rate_per_s: float = 20.0
     storm_clients: int = 2000
     malformed_messages: int = 1000
     db_pause_s: float = 10.0
     private_servers: bool = True
+    # Injected device faults per kind and city, the alert score's ground truth
+    # (smartcity.soak.truth.DEVICE_FAULTS: 4 lamp kinds, 3 meter kinds).
+    device_faults_per_kind: int = 8
     sample_every_s: float = 5.0
     cities: tuple[str, ...] = CITIES
     fleets: tuple[CityFleet, ...] = field(init=False)
@@ -92,6 +97,8 @@ class SoakPlan:
             raise ValueError(f"--scale {self.scale:g} leaves no device to simulate")
         if self.api_rate_per_s <= 0 or self.probe_rate_per_s <= 0:
             raise ValueError("request and probe rates must be positive")
+        if self.device_faults_per_kind < 0:
+            raise ValueError("--device-faults must be zero or more")
         if self.storm_clients < 1 or self.malformed_messages < 1:
             raise ValueError("the storm and the malformed burst need at least one message")
 

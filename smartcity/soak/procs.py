@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ from smartcity.soak.plan import CityFleet
 
 if TYPE_CHECKING:
     from simulators.live import RunResult
-    from simulators.scenario import ScenarioOptions
+    from simulators.scenario import Scenario, ScenarioOptions
 
 STOP_GRACE_S = 60.0
 # A simulator process reports this once its scenario is built, just before it connects and
@@ -130,6 +130,11 @@ class SimSpec:
     speed: float
     duration_s: float  # simulated seconds
     keys_path: str  # where the child writes the keys of every row its run must produce
+    # Device faults the soak injects per kind and city (smartcity.soak.truth), and where the
+    # key walk writes them and the buses' ground-truth stop visits.
+    faults_per_kind: int = 0
+    faults_path: str = ""
+    arrivals_path: str = ""
 
 
 def scenario_options(fleet: CityFleet) -> ScenarioOptions:
@@ -146,6 +151,9 @@ def scenario_options(fleet: CityFleet) -> ScenarioOptions:
         # A generated network of about ten buses per route (the default 30 routes for a small
         # fleet only costs start-up time).
         routes=min(30, max(2, fleet.buses // 10)),
+        # A soak runs at whatever hour it is started; buses that stop at 23:00 would leave
+        # the transit feed, its tracker and its ETA score out of a run started at night.
+        night_service=True,
         seed=fleet.seed,
     )
 
@@ -155,22 +163,20 @@ def _run_city(
     settings: Settings,
     out: Queue[tuple[str, object]],
     gate: Synchronized[int],
+    start_epoch: Synchronized[float],
 ) -> None:
-    """Child process: write the keys the run will produce, build the scenario, say so, wait
-    for the gate (the ingest is subscribed), then publish to the end of the duration."""
+    """Child process: build the scenario, say so, wait for the gate (the ingest is
+    subscribed), take the start time the soak gives with it, publish to the end of the
+    duration, then write the keys of every row the run must have produced.
+
+    The start is fixed at the gate, not before the build, so that event time is the wall
+    clock (at speed 1) from the first message on: the tracker predicts from the wall clock,
+    and a start fixed before the build would put every reading a minute in the past."""
     from simulators.live import RunPlan, run
     from smartcity.soak.count import write_keys
+    from smartcity.soak.truth import plan_device_faults
 
     city = spec.fleet.city
-
-    def ready(_scenario: object) -> None:
-        out.put((city, READY))
-        deadline = time.monotonic() + GATE_TIMEOUT_S
-        while not gate.value:
-            if time.monotonic() > deadline:
-                raise SoakError(f"simulator {city}: the soak never opened the gate")
-            time.sleep(0.05)
-
     plan = RunPlan(
         scenario_options(spec.fleet),
         start=spec.start,
@@ -178,9 +184,21 @@ def _run_city(
         duration_s=spec.duration_s,
         client_id=f"soak-sim-{city}",
     )
+
+    def ready(scenario: Scenario) -> None:
+        out.put((city, READY))
+        deadline = time.monotonic() + GATE_TIMEOUT_S
+        while not gate.value:
+            if time.monotonic() > deadline:
+                raise SoakError(f"simulator {city}: the soak never opened the gate")
+            time.sleep(0.05)
+        # `run` starts its clock and the fleets' streams after this returns.
+        spec.start = plan.start = scenario.start = datetime.fromtimestamp(start_epoch.value, UTC)
+        plan_device_faults(scenario, spec)  # the same faults the key walk applies
+
     try:
-        write_keys(spec, settings.mqtt_topic_root)
         result: object = run(plan, settings, threading.Event(), announce=ready)
+        write_keys(spec, settings.mqtt_topic_root)
     except BaseException as exc:
         result = f"{type(exc).__name__}: {exc}"
     out.put((city, result))
@@ -202,10 +220,11 @@ class Simulators:
         ctx = mp.get_context("spawn")
         self._queue: Queue[tuple[str, object]] = ctx.Queue()
         self._gate: Synchronized[int] = ctx.Value("b", 0)
+        self._start: Synchronized[float] = ctx.Value("d", 0.0)
         for spec in self.specs:
             p = ctx.Process(
                 target=_run_city,
-                args=(spec, self.settings, self._queue, self._gate),
+                args=(spec, self.settings, self._queue, self._gate, self._start),
                 name=f"soak-sim-{spec.fleet.city}",
                 daemon=True,
             )
@@ -228,7 +247,12 @@ class Simulators:
                 raise SoakError(f"the simulator for {city} failed while starting: {what}")
             ready.add(city)
 
-    def go(self) -> None:
+    def go(self, start: datetime) -> None:
+        """Let every city publish, its simulated time starting at `start` (also set in the
+        specs here, so the parent's accounting uses the same)."""
+        for spec in self.specs:
+            spec.start = start
+        self._start.value = start.timestamp()
         self._gate.value = 1
 
     def pids(self) -> dict[str, int]:

@@ -58,6 +58,10 @@ class ApiFigures:
     outside_to_baseline: float | None
     p99_ms_by_route: dict[str, float | None]
     series: list[tuple[float, float]]  # (bucket start s, p99 ms)
+    # How many requests each p99 rests on: (baseline, outside fault windows, inside them).
+    window_requests: tuple[int, int, int] = (0, 0, 0)
+    baseline_p50_ms: float | None = None
+    outside_faults_p50_ms: float | None = None
 
 
 def api_figures(
@@ -89,6 +93,9 @@ def api_figures(
         outside_to_baseline=round(out_p99 / base_p99, 2) if base_p99 and out_p99 else None,
         p99_ms_by_route={route: _p(v, 99) for route, v in sorted(route_ms.items())},
         series=[(b, float(np.percentile(v, 99))) for b, v in sorted(buckets.items())],
+        window_requests=(len(baseline), len(outside), len(inside)),
+        baseline_p50_ms=_p(baseline, 50),
+        outside_faults_p50_ms=_p(outside, 50),
     )
 
 
@@ -213,6 +220,21 @@ def print_table(report: SoakReport, console: Console) -> None:
         ),
         ("drain after the run s", round(report.drain_s, 1)),
     ]
+    a, e = report.alerts, report.eta
+    if a is not None:
+        rows.append(
+            (
+                "alert precision / recall (faults scored)",
+                f"{a.get('precision')} / {a.get('recall')} ({a.get('faults_observable')})",
+            )
+        )
+    if e is not None:
+        rows.append(
+            (
+                "ETA score / schedule baseline (predictions)",
+                f"{e.get('score')} / {e.get('baseline_score')} ({e.get('predictions')})",
+            )
+        )
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
+import psutil
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -28,7 +29,7 @@ from smartcity.db.connect import with_database
 from smartcity.db.migrate import migrate
 from smartcity.servers import PrivateMosquitto, PrivatePostgres, free_port
 from smartcity.settings import Settings
-from smartcity.soak import SoakError, count, report, scores
+from smartcity.soak import SoakError, count, report, scores, truth
 from smartcity.soak.faults import FaultContext, FaultRecord, inject
 from smartcity.soak.plan import SoakPlan
 from smartcity.soak.procs import (
@@ -52,6 +53,9 @@ READY_TIMEOUT_S = 120.0
 # schedule, so late is not wrong); this much past the planned end they count as failed.
 SIM_OVERRUN_SHARE = 0.5
 SIM_OVERRUN_MIN_S = 120.0
+# After publishing, each simulator walks its run again for the keys and the ground truth
+# (count.write_keys): about 100 s for a 5-minute run at --scale 0.2 on the loaded machine.
+KEY_WALK_TIMEOUT_S = 600.0
 DRAIN_TIMEOUT_S = 900.0
 DRAIN_STALL_S = 90.0
 
@@ -156,22 +160,26 @@ def _run(
     conninfo = s.database_conninfo
     stop = threading.Event()
     keys_dir = tempfile.TemporaryDirectory(prefix="smartcity-soak-")
-    # Event time starts now (minus the accelerated span, for --speed > 1); the simulators build
-    # their fleets while the ingest and the API start, and publish only once both are up.
-    speed_start = datetime.now(UTC).replace(microsecond=0) - timedelta(
-        seconds=(plan.speed - 1) * plan.duration_s
-    )
+    # The simulators build their fleets while the ingest and the API start, and publish only
+    # once both are up; their event time starts then (`_event_start`), so it is the wall clock.
     specs = [
         SimSpec(
             f,
-            speed_start,
+            _event_start(plan),
             plan.speed,
             plan.duration_s * plan.speed,
             keys_path=str(Path(keys_dir.name) / f"{f.city}.tsv"),
+            faults_per_kind=plan.device_faults_per_kind,
+            faults_path=str(Path(keys_dir.name) / f"{f.city}.faults.jsonl"),
+            arrivals_path=str(Path(keys_dir.name) / f"{f.city}.arrivals.csv"),
         )
         for f in plan.fleets
         if f.lamps + f.meters + f.buses
     ]
+    # The tracker follows buses on the feed named after their city: the network each
+    # simulator generates, imported as the operator would (`smartcity gtfs import`).
+    _import_networks(conninfo, specs, Path(keys_dir.name))
+    truth.create_predictions_table(conninfo)
     sims = Simulators(specs, s)
     sims.start()
     ingest = start_ingest(s)
@@ -184,12 +192,17 @@ def _run(
         say(f"ingest ({INGEST_WORKERS} workers) and API up; database {conninfo}")
         sims.wait_ready(READY_TIMEOUT_S * 5)
         say("simulators built their fleets; go")
-        sims.go()
+        event_start = _event_start(plan)
+        sims.go(event_start)
         t0, t0_wall = time.monotonic(), time.time()
         load = ApiLoad(base, conninfo, list(plan.cities), plan.api_rate_per_s, t0)
         probe = LagProbe(s.mqtt_host, s.mqtt_port, s.mqtt_topic_root, plan.probe_rate_per_s)
+        api_cpu_at_go = _cpu_s(api.pid)
         load.start()
         probe.start()
+        predictions = truth.PredictionSampler(
+            conninfo, truth.wall_to_event(event_start, plan.speed, t0_wall)
+        )
 
         def roles() -> dict[str, int]:
             found: dict[str, int] = {}
@@ -225,7 +238,7 @@ def _run(
             stop=stop,
         )
         faults: list[FaultRecord] = []
-        with MemorySampler(roles, plan.sample_every_s, t0) as sampler:
+        with MemorySampler(roles, plan.sample_every_s, t0) as sampler, predictions:
             for kind, at_s in plan.fault_times_s().items():
                 _sleep_until(t0 + at_s, ingest, api)
                 record = inject(kind, ctx)
@@ -238,9 +251,11 @@ def _run(
             _sleep_until(t0 + plan.duration_s, ingest, api)
             say(f"{time.monotonic() - t0:7.1f} s  run over; waiting for the simulators")
             overrun = max(SIM_OVERRUN_MIN_S, SIM_OVERRUN_SHARE * plan.duration_s)
+            overrun += KEY_WALK_TIMEOUT_S
             results = sims.wait(overrun)
             sampler.sample_once()
         load.stop()
+        api_cpu_s = _cpu_s(api.pid) - api_cpu_at_go
         probe.stop()
         if probe.error is not None:
             raise SoakError(f"the lag probe failed: {probe.error}")
@@ -270,6 +285,8 @@ def _run(
             sampler.samples,
             results,
             drain_s,
+            predictions,
+            api_cpu_s,
         )
     finally:
         stop.set()
@@ -277,6 +294,38 @@ def _run(
         stop_process(ingest)
         stop_process(api)
         keys_dir.cleanup()
+
+
+def _cpu_s(pid: int) -> float:
+    cpu = psutil.Process(pid).cpu_times()  # type: ignore[no-untyped-call]
+    return float(cpu.user + cpu.system)
+
+
+def _event_start(plan: SoakPlan) -> datetime:
+    """Simulated time 0: now, minus the accelerated span for --speed > 1 (so that event time
+    reaches now at the end: the ingest refuses readings from the future)."""
+    return datetime.now(UTC) - timedelta(seconds=(plan.speed - 1) * plan.duration_s)
+
+
+def _import_networks(conninfo: str, specs: list[SimSpec], where: Path) -> None:
+    from simulators.gtfs import generate, write_zip
+    from smartcity.cities import get_city
+    from smartcity.soak.procs import scenario_options
+    from smartcity.transit.gtfs_import import import_feed
+
+    for spec in specs:
+        if not spec.fleet.buses:
+            continue
+        options = scenario_options(spec.fleet)
+        path = where / f"{spec.fleet.city}-gtfs.zip"
+        network = generate(
+            get_city(spec.fleet.city),
+            seed=options.seed,
+            routes=options.routes,
+            night_service=options.night_service,
+        )
+        write_zip(network, path)
+        import_feed(conninfo, path, feed_id=spec.fleet.city)
 
 
 def _sleep_until(when: float, *children: subprocess.Popen[bytes]) -> None:
@@ -298,6 +347,8 @@ def _report(
     samples: list[MemorySample],
     results: dict[str, RunResult],
     drain_s: float,
+    predictions: truth.PredictionSampler,
+    api_cpu_s: float,
 ) -> report.SoakReport:
     bucket_s = max(5.0, plan.duration_s / 120)
     feeds = count.count(conninfo)
@@ -306,8 +357,17 @@ def _report(
     memory = report.memory_figures(plan, samples)
     grown = [m for m in memory if m.growth_pct is not None]
     worst = max(grown, key=lambda m: m.growth_pct or 0.0) if grown else None
-    alerts, alerts_note = scores.score("alerts", conninfo, specs, root)
-    eta, eta_note = scores.score("eta", conninfo, specs, root)
+    # System fault windows in event time (the simulators' clock), for the scores to say what
+    # happened inside them.
+    start = specs[0].start
+    windows = [
+        (start + timedelta(seconds=a * plan.speed), start + timedelta(seconds=b * plan.speed))
+        for a, b in report.fault_windows(plan, faults)
+    ]
+    alerts, alerts_note = scores.score("alerts", conninfo, specs, root, windows)
+    eta, eta_note = scores.score("eta", conninfo, specs, root, windows)
+    if eta is not None:
+        eta["samples_taken"], eta["samples_failed"] = predictions.samples, predictions.failed
     published = sum(f.published for f in feeds.values())
     lost = sum(f.lost for f in feeds.values())
     duplicates = sum(f.duplicates for f in feeds.values())
@@ -363,6 +423,15 @@ def _report(
             "by_route": api.by_route,
             "p99_ms_by_route": api.p99_ms_by_route,
             "in_fault_windows_p99_ms": api.in_faults_p99_ms,
+            "baseline_p50_ms": api.baseline_p50_ms,
+            "outside_faults_p50_ms": api.outside_faults_p50_ms,
+            "requests_baseline_outside_inside": list(api.window_requests),
+            # CPU the API process used per request over the run (user + system): what a
+            # request costs whatever else loads the machine.
+            "cpu_s": round(api_cpu_s, 1),
+            "cpu_ms_per_request": round(api_cpu_s * 1000 / api.requests, 1)
+            if api.requests
+            else None,
             "refresh_errors": load.refresh_errors,
         },
         memory=[vars(m) for m in memory],
@@ -384,6 +453,7 @@ def _report(
             "probe_rate_per_s": plan.probe_rate_per_s,
             "storm_clients": plan.storm_clients,
             "malformed_messages": plan.malformed_messages,
+            "device_faults_per_kind": plan.device_faults_per_kind,
             "db_pause_s": plan.db_pause_s,
             "private_servers": plan.private_servers,
             "settle_s": plan.settle_s,

@@ -1,23 +1,23 @@
-"""Hook for the alert and ETA scores in the soak report (issue 10 asks for both).
+"""The alert and ETA scores in the soak report (issue 10 asks for both).
 
 The scoring belongs to the benchmarks that define it — `smartcity bench alerts` (precision and
-recall of raised alerts against the simulators' fault log) and `smartcity bench eta` (the
-Transit App ETA buckets against the simulators' ground-truth arrivals) — which are being built
-separately. When such a module exposes a function
+recall of raised alerts against injected faults) and `smartcity bench eta` (the Transit App
+ETA buckets against the simulators' ground-truth arrivals). Each exposes
 
-    score_soak(conninfo: str, specs: list[SimSpec], root: str) -> dict[str, object]
+    score_soak(conninfo, specs: list[SimSpec], root, windows) -> dict[str, object]
 
-the soak calls it after the run on its own database and puts the result in the report under
-`alerts` / `eta`. Until then both are reported as null, with the reason in `config.scores`.
-
-(For a meaningful alert score the simulators must inject device faults, `--fault KIND=RATE`;
-the soak runs them without, so the scoring function is expected to pass its own fault rates
-through `SimSpec` when it lands — the place to add them is `procs.scenario_options`.)
+which the soak calls after the run on its own database: the ground truth is what the key
+walk wrote (`SimSpec.faults_path`, `SimSpec.arrivals_path`; smartcity.soak.truth), the
+alerts are what the ingest workers' alert hook raised, the predictions what their tracker
+predicted (sampled during the run). `windows` are the system faults' windows in event time.
+The result goes into the report under `alerts` / `eta`; `config.scores` says where it came
+from, or why there is none.
 """
 
 from __future__ import annotations
 
 import importlib
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,7 +27,11 @@ SCORERS = {"alerts": "smartcity.bench.alerts", "eta": "smartcity.bench.eta"}
 
 
 def score(
-    name: str, conninfo: str, specs: list[SimSpec], root: str
+    name: str,
+    conninfo: str,
+    specs: list[SimSpec],
+    root: str,
+    windows: list[tuple[datetime, datetime]],
 ) -> tuple[dict[str, Any] | None, str]:
     """(the score, or None; a note saying where it came from or why there is none)."""
     module_name = SCORERS[name]
@@ -38,5 +42,5 @@ def score(
     scorer = getattr(module, "score_soak", None)
     if scorer is None:
         return None, f"{module_name} has no score_soak(conninfo, specs, root) yet"
-    result = scorer(conninfo, specs, root)
+    result = scorer(conninfo, specs, root, windows)
     return dict(result), f"{module_name}.score_soak"
