@@ -150,10 +150,12 @@ def _variables(
     return values, problems
 
 
-def _seq_scans(plan: Any) -> Iterator[tuple[str, str]]:
+def _seq_scans(plan: Any) -> Iterator[tuple[str | None, str]]:
+    """(schema, relation) of each sequential scan; a plain EXPLAIN names no schema."""
     if isinstance(plan, dict):
         if plan.get("Node Type") == "Seq Scan":
-            yield str(plan.get("Schema", "public")), str(plan["Relation Name"])
+            schema = plan.get("Schema")
+            yield (None if schema is None else str(schema)), str(plan["Relation Name"])
         for value in plan.values():
             yield from _seq_scans(value)
     elif isinstance(plan, list):
@@ -161,14 +163,19 @@ def _seq_scans(plan: Any) -> Iterator[tuple[str, str]]:
             yield from _seq_scans(item)
 
 
-def _raw_table_of(conn: Conn, schema: str, relation: str) -> str | None:
-    """The raw table `relation` is, or is a partition (plain) or chunk (TimescaleDB) of."""
+def _raw_table_of(conn: Conn, schema: str | None, relation: str) -> str | None:
+    """The raw table `relation` is, or is a partition (plain) or chunk (TimescaleDB) of.
+
+    Without a schema the relation is looked up by name in every schema: TimescaleDB's chunks
+    live in `_timescaledb_internal`, not on the search path (a chunk of the columnstore is a
+    child of an internal table, not of the raw one, so its scan is not reported)."""
     if relation in RAW_TABLES:
         return relation
     row = conn.execute(
         "SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent "
-        "WHERE i.inhrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
-        (schema, relation),
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = %s AND (%s::text IS NULL OR n.nspname = %s)",
+        (relation, schema, schema),
     ).fetchone()
     parent = str(row[0]) if row else None
     return parent if parent in RAW_TABLES else None

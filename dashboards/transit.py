@@ -1,18 +1,13 @@
 """Transit: where the buses are now, how many run per route, and how well they keep time.
 
 Live panels read `vehicle_positions` over the last few minutes only (an index range scan on
-(city, ts)). Punctuality panels read `stop_arrivals` (migration 31; written by the bus tracker:
-one row per observed stop visit, with `delay_s` against the schedule) over the dashboard's
-range, through its (city, arrived_at) index, and join the active GTFS version of the city's
-feed (`feed_id` = city) by primary key for directions, stop names and distances. The KPI
+(city, ts)). Punctuality, regularity, segment and ETA-accuracy panels read the transit hourly
+rollups (`transit_hourly`, `transit_eta_hourly`; `smartcity.rollups.transit`, kept current
+by `smartcity maintain` from the tracker's `stop_arrivals`) for the hours that start in the
+dashboard's range, so they add up a few rows per route, stop and hour instead of scanning
+arrivals. Two panels still read `stop_arrivals` through its (city, arrived_at) index, because
+no sum answers them: the median delay and the distinct vehicles serving each route. The KPI
 formulas are in docs/kpis.md "Transit".
-
-ETA accuracy by bucket is not on this dashboard: `transit_predictions` holds only the current
-prediction of each downstream stop and the tracker replaces it as the bus moves, so once a
-stop is reached nothing records what was predicted for it 3, 6 or 10 minutes earlier. Scoring
-predictions against `stop_arrivals` needs the tracker to keep samples of its predictions by
-horizon; until then ETA accuracy is scored against the simulator's ground-truth arrivals
-(DESIGN.md, Targets), not in Grafana.
 """
 
 from __future__ import annotations
@@ -29,23 +24,22 @@ from dashboards.panels import (
     table_panel,
     timeseries_panel,
 )
+from smartcity.rollups.transit import HEADWAY_BAND
+from smartcity.settings import Settings
+from smartcity.transit.eta_accuracy import BUCKETS
 
 UID = "smartcity-transit"
 
-# On time = arriving from ON_TIME_EARLY_S early to ON_TIME_LATE_S late (1 min early to 5 min
-# late, the window most agencies publish). The same values are the defaults of
-# SMARTCITY_TRANSIT_ON_TIME_EARLY_S / _LATE_S (a test keeps them equal); the dashboard is
-# built once, so a deployment that changes the settings rebuilds it with these changed too.
-ON_TIME_EARLY_S = 60
-ON_TIME_LATE_S = 300
+# On time = arriving from 1 min early to 5 min late by default. The window is the setting
+# SMARTCITY_TRANSIT_ON_TIME_EARLY_S / _LATE_S, applied by the rollups as they are built; the
+# dashboard counts their on-time arrivals and names the default window in its descriptions.
+ON_TIME_EARLY_S = int(Settings.model_fields["transit_on_time_early_s"].default)
+ON_TIME_LATE_S = int(Settings.model_fields["transit_on_time_late_s"].default)
 # A bus whose newest fix is older than this is not on the live map: buses report every 10 to
 # 30 s (GTFS-Realtime feeds; the simulator every 10 s), so this is four missed reports.
 LIVE_WINDOW = "2 minutes"
 # A vehicle counts as active on a route when it reported on it within this window.
 ACTIVE_WINDOW = "5 minutes"
-# Headway adherence: an observed headway within this factor band of the scheduled one is
-# regular; below the band the buses are bunched, above it there is a gap (docs/kpis.md).
-HEADWAY_BAND = (0.5, 1.5)
 SLOWEST_SEGMENTS = 15
 
 CITY = "SELECT DISTINCT city FROM devices WHERE domain = 'transit' ORDER BY 1"
@@ -98,97 +92,86 @@ SERVING_PER_ROUTE = (
     f"FROM stop_arrivals s WHERE {_ARRIVALS} GROUP BY 1, 2 ORDER BY 1, 2"
 )
 
-_ON_TIME = f"s.delay_s BETWEEN -{ON_TIME_EARLY_S} AND {ON_TIME_LATE_S}"
-_EARLY = f"s.delay_s < -{ON_TIME_EARLY_S}"
-_LATE = f"s.delay_s > {ON_TIME_LATE_S}"
-
-ON_TIME_PCT = (
-    f"SELECT 100.0 * count(*) FILTER (WHERE {_ON_TIME}) / nullif(count(*), 0) AS on_time_pct "
-    f"FROM stop_arrivals s WHERE {_ARRIVALS}"
-)
 MEDIAN_DELAY = (
     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.delay_s) AS median_delay_s "
     f"FROM stop_arrivals s WHERE {_ARRIVALS}"
 )
-# One pass over the arrivals (per 15 minutes), then one row per class for the time series.
+
+# The hourly transit rollup rows of the selected routes whose hour starts in the range.
+_HOURS = "h.city = '$city' AND h.route_id IN ($route) AND $__timeFilter(h.bucket)"
+_PCT = "100.0 * sum({}) / nullif(sum({}), 0)"
+
+ON_TIME_PCT = (
+    f"SELECT {_PCT.format('h.on_time', 'h.arrivals')} AS on_time_pct "
+    f"FROM transit_hourly h WHERE {_HOURS}"
+)
 PUNCTUALITY_OVER_TIME = (
-    "WITH b AS (SELECT $__timeGroupAlias(s.arrived_at, '15m'), count(*) AS n, "
-    f"count(*) FILTER (WHERE {_EARLY}) AS early, count(*) FILTER (WHERE {_ON_TIME}) AS on_time, "
-    f"count(*) FILTER (WHERE {_LATE}) AS late FROM stop_arrivals s WHERE {_ARRIVALS} "
-    'GROUP BY 1) SELECT b."time", c.metric, 100.0 * c.hits / b.n AS value FROM b '
+    "WITH b AS (SELECT $__timeGroupAlias(h.bucket, '1h'), sum(h.arrivals) AS n, "
+    "sum(h.early) AS early, sum(h.on_time) AS on_time, sum(h.late) AS late "
+    f"FROM transit_hourly h WHERE {_HOURS} GROUP BY 1) "
+    'SELECT b."time", c.metric, 100.0 * c.hits / b.n AS value FROM b '
     "CROSS JOIN LATERAL (VALUES ('early', b.early), ('on time', b.on_time), "
-    "('late', b.late)) AS c(metric, hits) ORDER BY 1, 2"
+    "('late', b.late)) AS c(metric, hits) WHERE b.n > 0 ORDER BY 1, 2"
 )
 ON_TIME_BY_ROUTE = (
-    "SELECT s.route_id AS route, "
-    f"100.0 * count(*) FILTER (WHERE {_ON_TIME}) / count(*) AS on_time_pct "
-    f"FROM stop_arrivals s WHERE {_ARRIVALS} GROUP BY 1 ORDER BY 1"
+    f"SELECT h.route_id AS route, {_PCT.format('h.on_time', 'h.arrivals')} AS on_time_pct "
+    f"FROM transit_hourly h WHERE {_HOURS} GROUP BY 1 ORDER BY 1"
+)
+
+_LOW, _HIGH = HEADWAY_BAND
+HEADWAY_ADHERENCE = (
+    f"SELECT {_PCT.format('h.headways_regular', 'h.headways')} AS adherence_pct "
+    f"FROM transit_hourly h WHERE {_HOURS}"
+)
+HEADWAY_BY_ROUTE = (
+    "SELECT route, headways, sched / headways / 60 AS scheduled_min, "
+    "observed / headways / 60 AS observed_min, 100.0 * regular / headways AS adherence_pct, "
+    "100.0 * bunched / headways AS bunched_pct, 100.0 * gap / headways AS gap_pct, "
+    "sqrt(greatest(dev_sq / headways - (dev / headways) ^ 2, 0)) / nullif(sched / headways, 0) "
+    "AS cv_h FROM (SELECT h.route_id AS route, sum(h.headways) AS headways, "
+    "sum(h.headway_sched_sum_s) AS sched, sum(h.headway_sum_s) AS observed, "
+    "sum(h.headways_regular) AS regular, sum(h.headways_bunched) AS bunched, "
+    "sum(h.headways_gap) AS gap, sum(h.headway_dev_sum_s) AS dev, "
+    "sum(h.headway_dev_sq_sum_s) AS dev_sq "
+    f"FROM transit_hourly h WHERE {_HOURS} GROUP BY 1) r WHERE headways > 0 ORDER BY route"
 )
 
 # The active GTFS version of the city's feed (a city's buses run the trips of the feed named
-# after it, migration 31), computed once, so the joins below are primary-key lookups.
+# after it, migration 31), computed once, so the stop-name joins are primary-key lookups.
 _VERSION = "(SELECT version_id FROM gtfs_active_versions WHERE feed_id = '$city')"
 
-# Consecutive arrivals of one route and direction at one stop, in the order observed; the
-# scheduled headway is that of the same two trips (so a swap of two buses, a negative
-# scheduled headway, is left out rather than counted twice).
-_LOW, _HIGH = HEADWAY_BAND
-_HEADWAYS = (
-    "WITH a AS (SELECT s.route_id, t.direction_id, s.stop_id, s.arrived_at, s.scheduled_arrival "
-    "FROM stop_arrivals s JOIN (SELECT trip_id, direction_id FROM gtfs_trips "
-    f"WHERE version_id = {_VERSION}) AS t ON t.trip_id = s.trip_id WHERE {_ARRIVALS}), "
-    "h AS (SELECT route_id, "
-    "extract(epoch FROM arrived_at - lag(arrived_at) OVER w) AS observed_s, "
-    "extract(epoch FROM scheduled_arrival - lag(scheduled_arrival) OVER w) AS scheduled_s "
-    "FROM a WINDOW w AS (PARTITION BY route_id, direction_id, stop_id ORDER BY arrived_at)) "
-)
-_REGULAR = f"observed_s BETWEEN {_LOW} * scheduled_s AND {_HIGH} * scheduled_s"
-HEADWAY_ADHERENCE = (
-    _HEADWAYS + f"SELECT 100.0 * count(*) FILTER (WHERE {_REGULAR}) / nullif(count(*), 0) "
-    "AS adherence_pct FROM h WHERE scheduled_s > 0"
-)
-HEADWAY_BY_ROUTE = (
-    _HEADWAYS + "SELECT route_id AS route, count(*) AS headways, "
-    "avg(scheduled_s) / 60 AS scheduled_min, avg(observed_s) / 60 AS observed_min, "
-    f"100.0 * count(*) FILTER (WHERE {_REGULAR}) / count(*) AS adherence_pct, "
-    f"100.0 * count(*) FILTER (WHERE observed_s < {_LOW} * scheduled_s) / count(*) "
-    "AS bunched_pct, "
-    f"100.0 * count(*) FILTER (WHERE observed_s > {_HIGH} * scheduled_s) / count(*) AS gap_pct, "
-    "stddev_pop(observed_s - scheduled_s) / nullif(avg(scheduled_s), 0) AS cv_h "
-    "FROM h WHERE scheduled_s > 0 GROUP BY route_id ORDER BY route_id"
-)
-
-# Stop-to-stop runs: from leaving one stop (arriving, if the departure was not seen) to
-# arriving at the next stop of the same trip. Aggregated per route and stop pair first; the
-# pair's distance along the shape then comes from the feed for one trip that runs it (the
-# same for every trip of that route and direction), and the time lost against the schedule
-# compares arrival-to-arrival times, observed and scheduled, so no per-run feed lookup.
+# Stop-to-stop runs (leaving one stop to reaching the next observed stop of the trip), summed
+# per route and stop pair; the pair's distance along the shape is in the rollup.
 SLOWEST = (
-    "WITH r AS (SELECT s.trip_id, s.route_id, s.stop_sequence, s.stop_id, s.arrived_at, "
-    "s.scheduled_arrival, lag(s.stop_sequence) OVER w AS prev_seq, "
-    "lag(s.stop_id) OVER w AS prev_stop, lag(s.arrived_at) OVER w AS prev_arrived, "
-    "lag(s.scheduled_arrival) OVER w AS prev_scheduled, "
-    "lag(coalesce(s.departed_at, s.arrived_at)) OVER w AS prev_left "
-    f"FROM stop_arrivals s WHERE {_ARRIVALS} "
-    "WINDOW w AS (PARTITION BY s.feed_id, s.trip_id, s.start_date ORDER BY s.stop_sequence)), "
-    "agg AS (SELECT route_id, prev_stop, stop_id, count(*) AS runs, "
-    "sum(extract(epoch FROM arrived_at - prev_left)) AS run_sum_s, "
-    "avg(extract(epoch FROM (arrived_at - prev_arrived) - (scheduled_arrival - prev_scheduled))) "
-    "AS lost_s, min(trip_id) AS trip_id, min(stop_sequence) AS stop_sequence "
-    "FROM r WHERE prev_seq = stop_sequence - 1 AND arrived_at > prev_left "
-    "GROUP BY route_id, prev_stop, stop_id), "
-    "seg AS (SELECT agg.*, (SELECT b.dist_m - a.dist_m FROM gtfs_stop_times a "
-    "JOIN gtfs_stop_times b ON b.version_id = a.version_id AND b.trip_id = a.trip_id "
-    "AND b.stop_sequence = a.stop_sequence + 1 "
-    f"WHERE a.version_id = {_VERSION} AND a.trip_id = agg.trip_id "
-    "AND a.stop_sequence = agg.stop_sequence - 1) AS dist_m FROM agg) "
-    "SELECT seg.route_id AS route, coalesce(f.stop_name, seg.prev_stop) AS from_stop, "
+    "WITH seg AS (SELECT h.route_id, h.from_stop_id, h.stop_id, sum(h.runs) AS runs, "
+    "sum(h.run_sum_s) AS run_sum_s, sum(h.lost_sum_s) AS lost_sum_s, max(h.dist_m) AS dist_m "
+    f"FROM transit_hourly h WHERE {_HOURS} AND h.from_stop_id <> '' "
+    "GROUP BY 1, 2, 3 HAVING sum(h.runs) > 0 AND max(h.dist_m) IS NOT NULL) "
+    "SELECT seg.route_id AS route, coalesce(f.stop_name, seg.from_stop_id) AS from_stop, "
     "coalesce(t.stop_name, seg.stop_id) AS to_stop, seg.runs, "
     "3.6 * seg.dist_m * seg.runs / seg.run_sum_s AS speed_kmh, "
-    "seg.run_sum_s / seg.runs AS run_s, seg.lost_s FROM seg "
-    f"LEFT JOIN gtfs_stops f ON f.version_id = {_VERSION} AND f.stop_id = seg.prev_stop "
+    "seg.run_sum_s / seg.runs AS run_s, seg.lost_sum_s / seg.runs AS lost_s FROM seg "
+    f"LEFT JOIN gtfs_stops f ON f.version_id = {_VERSION} AND f.stop_id = seg.from_stop_id "
     f"LEFT JOIN gtfs_stops t ON t.version_id = {_VERSION} AND t.stop_id = seg.stop_id "
-    f"WHERE seg.dist_m IS NOT NULL ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}"
+    f"ORDER BY speed_kmh LIMIT {SLOWEST_SEGMENTS}"
+)
+
+# Sampled predictions scored against the observed arrival, per horizon bucket (the buckets of
+# `smartcity bench eta`, in their order).
+_ETA_ORDER = "ARRAY[" + ", ".join(f"'{b[0]}'" for b in BUCKETS) + "]"
+ETA_BY_BUCKET = (
+    "SELECT replace(h.horizon, '_', '–') || ' min' AS horizon, "
+    f"{_PCT.format('h.accurate', 'h.samples')} AS accurate_pct, sum(h.samples) AS samples, "
+    "sum(h.abs_err_sum_s) / sum(h.samples) AS mae_s, sum(h.err_sum_s) / sum(h.samples) AS bias_s "
+    f"FROM transit_eta_hourly h WHERE {_HOURS} "
+    f"GROUP BY h.horizon ORDER BY array_position({_ETA_ORDER}, h.horizon)"
+)
+# The score of `smartcity bench eta`: the mean of the four bucket accuracies (an empty bucket
+# counts as 0).
+ETA_SCORE = (
+    f"SELECT sum(acc) / {len(BUCKETS)} AS eta_score_pct FROM (SELECT "
+    f"{_PCT.format('h.accurate', 'h.samples')} AS acc FROM transit_eta_hourly h "
+    f"WHERE {_HOURS} GROUP BY h.horizon) b HAVING count(*) > 0"
 )
 
 
@@ -255,7 +238,8 @@ def build() -> dm.Dashboard:
             "On time",
             ON_TIME_PCT,
             unit="percent",
-            description=f"Observed stop arrivals from {window} (docs/kpis.md).",
+            description=f"Observed stop arrivals in the hours of the range from {window} "
+            "(the configured window; docs/kpis.md).",
         ),
         width=4,
         height=8,
@@ -273,7 +257,7 @@ def build() -> dm.Dashboard:
     )
     board.add(
         timeseries_panel(
-            "Early, on time, late (15 min)",
+            "Early, on time, late (hourly)",
             PUNCTUALITY_OVER_TIME,
             unit="percent",
             description=f"Share of observed stop arrivals; on time is {window}.",
@@ -312,11 +296,39 @@ def build() -> dm.Dashboard:
         table_panel(
             "Slowest segments",
             SLOWEST,
-            description="Stop-to-stop runs in the range, slowest mean speed first: distance "
-            "along the shape ÷ time from leaving one stop to reaching the next; lost_s is the "
-            "mean arrival-to-arrival time beyond the schedule's.",
+            description="Stop-to-stop runs in the hours of the range, slowest mean speed "
+            "first: distance along the shape ÷ time from leaving one stop to reaching the "
+            "next; lost_s is the mean arrival-to-arrival time beyond the schedule's.",
         ),
         width=24,
         height=10,
+    )
+
+    board.row("Arrival predictions")
+    buckets = ", ".join(
+        f"{lo // 60}–{hi // 60} min: {early} s early to {late} s late"
+        for _, lo, hi, early, late in BUCKETS
+    )
+    board.add(
+        stat_panel(
+            "ETA score",
+            ETA_SCORE,
+            unit="percent",
+            description="Mean of the four bucket accuracies of the sampled predictions "
+            "(as `smartcity bench eta`; docs/kpis.md).",
+        ),
+        width=4,
+        height=8,
+    )
+    board.add(
+        table_panel(
+            "ETA accuracy by bucket",
+            ETA_BY_BUCKET,
+            description="Sampled arrival predictions, by how long before the bus arrived they "
+            f"were made, scored against the observed arrival. Accurate within: {buckets}. "
+            "mae_s: mean absolute error; bias_s: mean of arrival − predicted.",
+        ),
+        width=20,
+        height=8,
     )
     return board.build()

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         default="smartcity-api",
         description="MQTT client id prefix of the API process (a random suffix is added).",
     )
+    api_answer_cache_s: Annotated[float, Field(ge=0, le=30)] = Field(
+        default=2.0,
+        description="Seconds the API reuses a public live answer (a stop's arrivals, a "
+        "GTFS-Realtime feed) for everyone who asks; 0 turns the cache off.",
+    )
 
     # --- simulators ----------------------------------------------------------------------------
 
@@ -205,6 +210,17 @@ class Settings(BaseSettings):
     )
     transit_on_time_late_s: Annotated[int, Field(ge=0)] = Field(
         default=300, description="A bus arriving at most this late counts as on time."
+    )
+    transit_rollup_lookback_s: Annotated[float, Field(gt=0)] = Field(
+        default=7200.0,
+        description="Transit rollups: the longest gap between two buses at a stop still counted "
+        "as a headway, and between two stops of a trip still counted as a run (a longer one is "
+        "a break in service).",
+    )
+    transit_eta_sample_pct: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=10.0,
+        description="Share of trips whose predictions are sampled for ETA accuracy (one per "
+        "stop visit and horizon bucket).",
     )
     transit_on_ingest: bool = Field(
         default=True,

@@ -4,7 +4,7 @@ as Grafana would, against figures computed here in Python from the same rows."""
 from __future__ import annotations
 
 import copy
-import itertools
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -19,8 +19,11 @@ import pytest
 from dashboards import transit
 from dashboards.check import check_prometheus, load
 from dashboards.macros import TimeRange, expand, quote
+from smartcity.rollups.maintain import run_once
 from smartcity.settings import Settings
+from smartcity.transit.eta_accuracy import BUCKETS
 from tests.dashboard_data import AlertHistory, Fleet, fill, fill_alerts, fill_transit
+from tests.transit_reference import read_arrivals, read_gtfs, stop_reference
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -34,12 +37,6 @@ def _run(conn: Conn, sql: str, rng: TimeRange, variables: dict[str, str]) -> lis
     """The panel's rows, numerics as floats (the SQL's numeric division gives Decimal)."""
     rows = conn.execute(expand(sql, rng, variables, timescaledb=False)).fetchall()
     return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
-
-
-def test_the_on_time_window_is_the_settings_default() -> None:
-    fields = Settings.model_fields
-    assert fields["transit_on_time_early_s"].default == transit.ON_TIME_EARLY_S
-    assert fields["transit_on_time_late_s"].default == transit.ON_TIME_LATE_S
 
 
 def test_prometheus_queries_must_name_series_the_processes_expose() -> None:
@@ -90,47 +87,51 @@ def test_transit_panels_show_the_arrivals_and_positions_written(
         assert mismatched == (0,)
         assert unmatched == (0,)
 
-        arrivals = conn.execute(
-            "SELECT s.route_id, t.direction_id, s.stop_id, s.arrived_at, s.scheduled_arrival, "
-            "s.delay_s FROM stop_arrivals s JOIN gtfs_trips t USING (trip_id) "
-            "WHERE s.arrived_at BETWEEN %s AND %s",
-            (rng.start, rng.end),
-        ).fetchall()
-        assert len(arrivals) > 100
-        on_time = [-transit.ON_TIME_EARLY_S <= a[5] <= transit.ON_TIME_LATE_S for a in arrivals]
-        want_pct = 100 * sum(on_time) / len(on_time)
+        # The rollup panels: the numpy figures of the raw arrivals (tests/transit_reference)
+        # over the hours that start in the range.
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        ref = stop_reference(
+            read_arrivals(database_url),
+            read_gtfs(database_url),
+            lookback_s=settings.transit_rollup_lookback_s,
+            early_s=settings.transit_on_time_early_s,
+            late_s=settings.transit_on_time_late_s,
+        )
+        hours = {k: f for k, f in ref.items() if k[0] == "hourly" and rng.start <= k[-1] <= rng.end}
+        assert sum(f["arrivals"] for f in hours.values()) > 100
+
+        def total(name: str, route: str | None = None) -> float:
+            return sum(f[name] for k, f in hours.items() if route in (None, k[3]))
+
+        want_pct = 100 * total("on_time") / total("arrivals")
         assert 0 < want_pct < 100  # the simulated buses run early and late too
         assert _run(conn, sql["On time"], rng, every)[0][0] == pytest.approx(want_pct)
         by_route = dict(_run(conn, sql["On time by route"], rng, every))
-        assert sorted(by_route) == routes
+        assert by_route == pytest.approx(
+            {r: 100 * total("on_time", r) / total("arrivals", r) for r in routes}
+        )
         only_r01 = {"city": "astana", "route": quote("r01")}
         assert dict(_run(conn, sql["On time by route"], rng, only_r01)) == pytest.approx(
             {"r01": by_route["r01"]}
         )
+        in_range = conn.execute(
+            "SELECT s.delay_s FROM stop_arrivals s WHERE s.arrived_at BETWEEN %s AND %s",
+            (rng.start, rng.end),
+        ).fetchall()
         median = _run(conn, sql["Median delay"], rng, every)[0][0]
-        assert median == pytest.approx(statistics.median(a[5] for a in arrivals))
+        assert median == pytest.approx(statistics.median(a[0] for a in in_range))
 
         # Headways: consecutive arrivals per route, direction and stop, in observed order.
-        series: dict[tuple[str, int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
-        for route, direction, stop, arrived, scheduled, _ in arrivals:
-            series[(route, direction, stop)].append((arrived, scheduled))
-        regular: dict[str, list[bool]] = defaultdict(list)
-        low, high = transit.HEADWAY_BAND
-        for (route, _, _), visits in series.items():
-            visits.sort()
-            for (a0, s0), (a1, s1) in itertools.pairwise(visits):
-                scheduled_s = (s1 - s0).total_seconds()
-                if scheduled_s > 0:
-                    observed_s = (a1 - a0).total_seconds()
-                    regular[route].append(low * scheduled_s <= observed_s <= high * scheduled_s)
         table = {r[0]: r for r in _run(conn, sql["Headways by route"], rng, every)}
         assert sorted(table) == routes
-        for route, flags in regular.items():
-            assert table[route][1] == len(flags)
-            assert table[route][4] == pytest.approx(100 * sum(flags) / len(flags))
-        all_flags = [f for flags in regular.values() for f in flags]
+        for route in routes:
+            assert table[route][1] == total("headways", route) > 0
+            assert table[route][4] == pytest.approx(
+                100 * total("headways_regular", route) / total("headways", route)
+            )
+            assert table[route][5] + table[route][4] + table[route][6] == pytest.approx(100)
         assert _run(conn, sql["Headway adherence"], rng, every)[0][0] == pytest.approx(
-            100 * sum(all_flags) / len(all_flags)
+            100 * total("headways_regular") / total("headways")
         )
 
         # Slowest segments: real stop pairs, slowest first, plausible bus speeds.
@@ -141,6 +142,27 @@ def test_transit_panels_show_the_arrivals_and_positions_written(
         assert 1 < speeds[0] < 60
         assert all(r[3] >= 1 for r in slowest)
         assert all(r[5] > 0 for r in slowest)
+        segs: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        for k, f in hours.items():
+            if k[5] and f["runs"] and not math.isnan(f["dist_m"]):
+                acc = segs[(k[3], k[5], k[4])]
+                acc[0] += f["runs"]
+                acc[1] += f["run_sum_s"]
+                acc[2] = max(acc[2], f["dist_m"])
+        want_speeds = sorted(3.6 * d * n / t for n, t, d in segs.values())
+        assert speeds == pytest.approx(want_speeds[: len(speeds)])
+
+        # ETA accuracy: the tracker's sampled predictions, scored against the arrivals.
+        eta = _run(conn, sql["ETA accuracy by bucket"], rng, every)
+        assert eta
+        order = [f"{b[0].replace('_', '–')} min" for b in BUCKETS]
+        assert [r[0] for r in eta] == [b for b in order if b in {r[0] for r in eta}]
+        assert all(0 <= r[1] <= 100 and r[2] > 0 for r in eta)
+        samples = conn.execute("SELECT count(*) FROM transit_eta_samples").fetchone()
+        assert samples is not None
+        assert sum(r[2] for r in eta) <= samples[0]
+        score = _run(conn, sql["ETA score"], rng, every)[0][0]
+        assert score == pytest.approx(sum(r[1] for r in eta) / len(BUCKETS))
 
         # Live: the newest fix of each bus that reported within the live window.
         live = _run(conn, sql["Live buses"], rng, every)
@@ -242,6 +264,10 @@ def test_transit_panels_at_city_density(database_url: str, tmp_path: Path) -> No
         )
         conn.commit()
         conn.execute("ANALYZE stop_arrivals")
+        run_once(
+            Settings(_env_file=None, database_url=database_url, rollup_safety_lag_s=0),  # type: ignore[call-arg]
+            now=now,
+        )
         sql, data = _panels("transit.json")
         rng = TimeRange.relative(data["time"]["from"], "now", now)
         every = {"city": "astana", "route": "'r01','r02'"}
