@@ -30,7 +30,7 @@ class Fleet:
     lamps: int = 120
     minutes: int = 40
     silent: int = 8  # the first `silent` lamps stopped reporting 30 minutes ago
-    faulty: int = 5  # the next `faulty` lamps report lamp_failure for the last 10 minutes
+    faulty: int = 5  # the next `faulty` lamps lose their supply for the last 10 minutes
     seed: int = 3
     # Before the minute readings: one reading per lamp every HISTORY_STEP over this many hours
     # (30 h always holds a whole night and parts of two local days in Astana, UTC+5).
@@ -94,7 +94,10 @@ def fill(conninfo: str, now: datetime, fleet: Fleet = Fleet()) -> int:
                 continue
             payload = lamps.reading(i, ts)
             if fleet.silent <= i < fleet.silent + fleet.faulty and minutes_ago < 10:
-                payload["lamp_failure"] = True
+                # Supply lost: the controller reports 0 V and its lamp-failure flag. The
+                # supply-loss rule fires at any hour (lamp failure only while the lamp should
+                # be lit), so the alert panels see the same alerts whenever the test runs.
+                payload.update(lamp_failure=True, voltage_v=0.0, current_a=0.0, power_w=0.0)
             _add(
                 batch,
                 topics.lamp_telemetry(ROOT, city.slug, lamp.lamp_id),

@@ -44,6 +44,8 @@ def test_offline_fires_with_its_reason_is_delivered_and_clears_after_the_hold_of
     settings: Settings,
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
+    # The lamps are off: the lighting rules (day-burning by day) raise nothing beside offline,
+    # whatever the hour the test runs at.
     status_topic = topics.device_status(
         settings.mqtt_topic_root, CITY, Domain.LIGHTING, "ast-lamp-will"
     )
@@ -53,10 +55,10 @@ def test_offline_fires_with_its_reason_is_delivered_and_clears_after_the_hold_of
             [
                 (
                     _lamp_topic(settings, "ast-lamp-silent"),
-                    lamp("ast-lamp-silent", now - timedelta(minutes=10)),
+                    lamp("ast-lamp-silent", now - timedelta(minutes=10), on=False),
                 ),
-                (_lamp_topic(settings, "ast-lamp-fresh"), lamp("ast-lamp-fresh", now)),
-                (_lamp_topic(settings, "ast-lamp-will"), lamp("ast-lamp-will", now)),
+                (_lamp_topic(settings, "ast-lamp-fresh"), lamp("ast-lamp-fresh", now, on=False)),
+                (_lamp_topic(settings, "ast-lamp-will"), lamp("ast-lamp-will", now, on=False)),
             ],
         )
         _publish(

@@ -198,19 +198,19 @@ def test_alert_panels_count_and_time_what_happened(database_url: str) -> None:
         oldest = _run(conn, sql["Oldest unacknowledged"], rng, city)[0][0]
         assert 0 <= oldest < 300  # raised just now, by the rules
         assert _run(conn, sql["Open by severity"], rng, city) == [
-            ("critical", 0),
-            ("major", fleet.faulty),
+            ("critical", fleet.faulty),
+            ("major", 0),
             ("minor", 0),
             ("warning", 0),
         ]
-        assert _run(conn, sql["Open by rule"], rng, city) == [("lamp_failure", fleet.faulty)]
+        assert _run(conn, sql["Open by rule"], rng, city) == [("supply_loss", fleet.faulty)]
         series = _run(conn, sql["Raised (by severity) and cleared per hour"], rng, city)
         totals: dict[str, int] = defaultdict(int)
         for _, metric, value in series:
             totals[metric] += value
         assert totals.pop("cleared") == history.count
         assert sum(totals.values()) == history.count + fleet.faulty
-        assert totals["raised major"] == history.count // 4 + fleet.faulty
+        assert totals["raised critical"] == history.count // 4 + fleet.faulty
         # Half the history was acknowledged after 7 min; all of it cleared after 30 min.
         tta = _run(conn, sql["Median time to acknowledge"], rng, city)[0][0]
         assert tta == pytest.approx(history.acknowledge_after_min * 60)
@@ -228,11 +228,11 @@ def test_alert_panels_count_and_time_what_happened(database_url: str) -> None:
             0,
             len(tamper) - len(acked),
         )
-        assert by_rule["lamp_failure"][2:7] == (fleet.faulty, 0, 0, fleet.faulty, 0)
+        assert by_rule["supply_loss"][2:7] == (fleet.faulty, 0, 0, fleet.faulty, 0)
         assert by_rule["meter_tamper"][7] == pytest.approx(history.acknowledge_after_min)
         open_rows = _run(conn, sql["Open alerts, most urgent first"], rng, city)
         assert len(open_rows) == fleet.faulty
-        assert {r[2] for r in open_rows} == {"lamp_failure"}
+        assert {r[2] for r in open_rows} == {"supply_loss"}
         assert all(r[5] == "active" for r in open_rows)
 
 

@@ -17,7 +17,7 @@ from smartcity.cli import app
 from smartcity.settings import Settings
 from smartcity.soak.faults import FaultRecord
 from smartcity.soak.plan import FAULT_KINDS, SoakPlan
-from smartcity.soak.procs import MemorySample
+from smartcity.soak.procs import POSTGRES_PROCESS, MemorySample
 from smartcity.soak.report import SoakReport, api_figures, memory_figures
 from smartcity.soak.run import run
 from smartcity.soak.traffic import Request
@@ -121,22 +121,51 @@ def test_api_p99_outside_fault_windows_leaves_out_the_fault_and_its_settle_time(
     assert figures.p99_ms_by_route["x"] == pytest.approx(5000.0)
 
 
+def test_warm_up_covers_a_full_reporting_cycle_when_the_run_allows() -> None:
+    # Meters report every 900 simulated seconds: every device has reported after 900 s / speed.
+    assert SoakPlan(duration_s=1200).warmup_s == pytest.approx(960.0)
+    assert SoakPlan(duration_s=3600).warmup_s == pytest.approx(960.0)
+    assert SoakPlan(duration_s=7200).warmup_s == pytest.approx(1800.0)  # a quarter
+    assert SoakPlan(duration_s=1200, speed=4).warmup_s == pytest.approx(300.0)
+    assert SoakPlan(duration_s=90).warmup_s == pytest.approx(72.0)  # 0.8 D: room to measure
+
+
 def test_memory_growth_is_measured_after_warm_up_on_the_process_holding_the_role() -> None:
-    plan = SoakPlan(duration_s=1000)  # warm-up 250 s; windows [250, 350) and [900, 1000]
+    plan = SoakPlan(duration_s=1000)  # warm-up 800 s; windows [800, 900) and [900, 1000]
     samples = [
-        MemorySample(float(t), "api", 1, (100 if t < 250 else 110) * MIB)
+        MemorySample(float(t), "api", 1, (100 if t < 800 else 110) * MIB)
         for t in range(0, 1001, 10)
     ]
     # The killed worker: its replacement (pid 3) from 300 s grows from 50 to 60 MiB.
     samples += [MemorySample(float(t), "worker", 2, 500 * MIB) for t in range(0, 300, 10)]
     samples += [
-        MemorySample(float(t), "worker", 3, (50 if t < 700 else 60) * MIB)
+        MemorySample(float(t), "worker", 3, (50 if t < 900 else 60) * MIB)
         for t in range(300, 1001, 10)
     ]
     by_role = {m.role: m for m in memory_figures(plan, samples)}
     assert by_role["api"].growth_pct == pytest.approx(0.0)
     assert by_role["worker"].restarted
     assert by_role["worker"].growth_pct == pytest.approx(20.0)
+
+
+def test_postgres_counts_its_worst_long_running_process_not_new_connections() -> None:
+    plan = SoakPlan(duration_s=1000)  # windows [800, 900) and [900, 1000]
+    samples: list[MemorySample] = []
+    for t in range(0, 1001, 10):
+        each = {10: 20 * MIB, 11: (4 if t < 900 else 4.2) * MIB}  # postmaster, a backend (+5 %)
+        if t >= 900:
+            each[12] = 5 * MIB  # a connection opened late (a pool after a fault)
+        samples += [MemorySample(float(t), POSTGRES_PROCESS, p, int(b)) for p, b in each.items()]
+        samples.append(MemorySample(float(t), "postgres", 10, int(sum(each.values()))))
+    by_role = {m.role: m for m in memory_figures(plan, samples)}
+    total = by_role["postgres"]
+    assert total.total
+    assert total.processes == (2, 3)
+    assert (total.growth_pct or 0.0) > 10  # the new connection
+    worst = by_role["postgres (worst process)"]
+    assert worst.pid == 11
+    assert worst.growth_pct == pytest.approx(5.0)
+    assert not worst.total
 
 
 def test_too_short_a_soak_is_refused_with_the_reason() -> None:

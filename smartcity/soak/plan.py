@@ -32,9 +32,14 @@ BASELINE_START_SHARE = 0.10
 FAULTS_START_SHARE = 0.25
 FAULTS_END_SHARE = 0.75
 # Memory: growth is measured from the end of the warm-up to the last tenth of the run. Python
-# processes grow their heaps and PostgreSQL its caches in the first minutes; what grows after
-# that is what a leak looks like.
+# processes grow their heaps and PostgreSQL its caches in the first minutes, and per-device
+# state (the ingest's topic cache, the registry's rows in the caches) fills until every device
+# has reported once: the warm-up lasts a quarter of the run or, if longer, the slowest feed's
+# reporting interval (meters, 15 simulated minutes) plus a minute, but at most until 0.8 of the
+# run (a tenth to measure from, before the last tenth). What grows after it is what a leak
+# looks like.
 WARMUP_SHARE = 0.25
+WARMUP_AFTER_CYCLE_S = 60.0
 END_WINDOW_SHARE = 0.10
 # After a fault has ended the system needs a moment to catch up (the ingest drains the backlog
 # the fault built up); API latency in that settle time still counts as "in the fault window".
@@ -126,7 +131,15 @@ class SoakPlan:
 
     @property
     def warmup_s(self) -> float:
-        return WARMUP_SHARE * self.duration_s
+        from simulators.scenario import ScenarioOptions
+
+        defaults = ScenarioOptions()
+        slowest_s = max(
+            defaults.lamp_interval_s, defaults.meter_interval_s, defaults.bus_interval_s
+        )
+        cycle_s = slowest_s / self.speed + WARMUP_AFTER_CYCLE_S
+        latest_s = (1 - 2 * END_WINDOW_SHARE) * self.duration_s
+        return max(WARMUP_SHARE * self.duration_s, min(cycle_s, latest_s))
 
     @property
     def end_window_s(self) -> tuple[float, float]:

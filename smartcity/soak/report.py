@@ -11,13 +11,16 @@ Definitions (docs/soak.md says the same for readers):
 * **Memory growth** — per role (broker, postgres, ingest supervisor and workers, API,
   simulators), on the process holding the role at the end: median RSS over the last tenth of
   the run vs median RSS over the tenth after its warm-up (the plan's warm-up, or as long after
-  a restart). PostgreSQL counts its backends' private pages only (see procs.MemorySampler).
+  a restart). PostgreSQL counts its backends' private pages only (see procs.MemorySampler),
+  per process (the worst long-running one counts) and in total (shown, with the number of
+  processes: a pool opening connections after a fault is not a leak).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from smartcity.soak.faults import FaultRecord
-from smartcity.soak.plan import END_WINDOW_SHARE, SoakPlan
-from smartcity.soak.procs import MemorySample
+from smartcity.soak.plan import END_WINDOW_SHARE, WARMUP_SHARE, SoakPlan
+from smartcity.soak.procs import POSTGRES_PROCESS, MemorySample
 from smartcity.soak.traffic import Request
 
 MIB = 1024 * 1024
@@ -107,39 +110,93 @@ class MemoryFigure:
     end_mib: float | None
     growth_pct: float | None
     restarted: bool
+    # A sum over processes (PostgreSQL's total), shown but not a process: not in the worst.
+    total: bool = False
+    processes: tuple[int, int] | None = None  # how many at the start and end windows
 
 
 def memory_figures(plan: SoakPlan, samples: list[MemorySample]) -> list[MemoryFigure]:
     out: list[MemoryFigure] = []
     end0, end1 = plan.end_window_s
     tenth = END_WINDOW_SHARE * plan.duration_s
-    for role in sorted({s.role for s in samples}):
+    restart_warmup_s = WARMUP_SHARE * plan.duration_s
+
+    def median_mib(values: list[int]) -> float | None:
+        return float(np.median(values)) / MIB if values else None
+
+    def growth_of(start: float | None, end: float | None, warm: float) -> float | None:
+        if start and end is not None and warm + tenth <= end0:
+            return round((end - start) / start * 100, 2)
+        return None
+
+    for role in sorted({s.role for s in samples} - {POSTGRES_PROCESS}):
         mine = [s for s in samples if s.role == role]
         last_pid = mine[-1].pid
         own = [s for s in mine if s.pid == last_pid]
         born = own[0].t_s
         restarted = len({s.pid for s in mine}) > 1
-        warm = max(plan.warmup_s, born + plan.warmup_s if restarted else plan.warmup_s)
-        first = [s.rss_bytes for s in own if warm <= s.t_s < warm + tenth]
-        last = [s.rss_bytes for s in own if end0 <= s.t_s <= end1]
-        start_mib = float(np.median(first)) / MIB if first else None
-        end_mib = float(np.median(last)) / MIB if last else None
-        growth = (
-            round((end_mib - start_mib) / start_mib * 100, 2)
-            if start_mib and end_mib is not None and warm + tenth <= end0
-            else None
-        )
+        # A restarted process warms up again, for a quarter of the run (not a whole reporting
+        # cycle, which would leave nothing to measure after a mid-run restart).
+        warm = max(plan.warmup_s, born + restart_warmup_s) if restarted else plan.warmup_s
+        start_mib = median_mib([s.rss_bytes for s in own if warm <= s.t_s < warm + tenth])
+        end_mib = median_mib([s.rss_bytes for s in own if end0 <= s.t_s <= end1])
         out.append(
             MemoryFigure(
                 role,
                 last_pid,
                 round(start_mib, 1) if start_mib else None,
                 round(end_mib, 1) if end_mib else None,
-                growth,
+                growth_of(start_mib, end_mib, warm),
                 restarted,
             )
         )
+    processes = [s for s in samples if s.role == POSTGRES_PROCESS]
+    if processes:
+        out = [_postgres_worst(plan, processes, growth_of, median_mib, tenth), *out]
+        for fig in out:
+            if fig.role == "postgres":
+                fig.total = True
+                fig.processes = _counts(plan, processes, tenth)
     return out
+
+
+def _counts(plan: SoakPlan, samples: list[MemorySample], tenth: float) -> tuple[int, int]:
+    end0, end1 = plan.end_window_s
+    warm = plan.warmup_s
+    start = {s.pid for s in samples if warm <= s.t_s < warm + tenth}
+    end = {s.pid for s in samples if end0 <= s.t_s <= end1}
+    return len(start), len(end)
+
+
+def _postgres_worst(
+    plan: SoakPlan,
+    samples: list[MemorySample],
+    growth_of: Callable[[float | None, float | None, float], float | None],
+    median_mib: Callable[[list[int]], float | None],
+    tenth: float,
+) -> MemoryFigure:
+    """PostgreSQL's worst long-running process: among the postmaster and the backends alive in
+    both windows, the one that grew most (a backend opened later is a new connection, not
+    growth; the total over all processes is shown beside it)."""
+    end0, end1 = plan.end_window_s
+    warm = plan.warmup_s
+    worst: MemoryFigure | None = None
+    for pid in sorted({s.pid for s in samples}):
+        own = [s for s in samples if s.pid == pid]
+        start_mib = median_mib([s.rss_bytes for s in own if warm <= s.t_s < warm + tenth])
+        end_mib = median_mib([s.rss_bytes for s in own if end0 <= s.t_s <= end1])
+        growth = growth_of(start_mib, end_mib, warm)
+        if growth is None or (worst is not None and (worst.growth_pct or 0.0) >= growth):
+            continue
+        worst = MemoryFigure(
+            "postgres (worst process)",
+            pid,
+            round(start_mib, 1) if start_mib else None,
+            round(end_mib, 1) if end_mib else None,
+            growth,
+            False,
+        )
+    return worst or MemoryFigure("postgres (worst process)", 0, None, None, None, False)
 
 
 @dataclass
@@ -287,7 +344,8 @@ def plot(report: SoakReport, plan: SoakPlan, path: Path) -> None:
     ax_api.set_ylabel("API latency ms")
     by_role: dict[str, list[tuple[float, float]]] = {}
     for t_s, role, _pid, rss in s.get("memory", []):
-        by_role.setdefault(role, []).append((t_s, rss / MIB))
+        if role != POSTGRES_PROCESS:  # one line per role; PostgreSQL's is its total
+            by_role.setdefault(role, []).append((t_s, rss / MIB))
     for role, points in sorted(by_role.items()):
         t, v = zip(*points, strict=True)
         ax_mem.plot(t, v, label=role)

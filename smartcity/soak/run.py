@@ -355,7 +355,7 @@ def _report(
     lag_series, (lag_p50, lag_p99) = count.probe_lag(conninfo, t0_wall, bucket_s)
     api = report.api_figures(plan, load.requests, faults, bucket_s)
     memory = report.memory_figures(plan, samples)
-    grown = [m for m in memory if m.growth_pct is not None]
+    grown = [m for m in memory if m.growth_pct is not None and not m.total]
     worst = max(grown, key=lambda m: m.growth_pct or 0.0) if grown else None
     # System fault windows in event time (the simulators' clock), for the scores to say what
     # happened inside them.
