@@ -57,3 +57,39 @@ def test_bench_alerts_json(settings: Settings, pg_admin: str) -> None:
             assert per_rule[key] is None or 0.0 <= per_rule[key] <= 1.0, (name, key)
     if report["faults_observable"]:
         assert report["recall"] is not None
+
+
+def test_soak_scoring_needs_the_history_its_rules_compare_with() -> None:
+    """A soak starts from an empty database: dimming failure is observable only after the
+    lamp has reported at full level often enough for its reference, reverse energy only after
+    the meter's first reading; with history before the span (this benchmark) at once."""
+    from datetime import UTC, datetime, timedelta
+
+    from simulators.scenario import Scenario, ScenarioOptions
+    from smartcity.bench.alerts import Fault, _observable
+
+    def scenario(start: datetime) -> Scenario:
+        options = ScenarioOptions(lamps=4, meters=4, lighting_city="astana", seed=3)
+        return Scenario(options, start=start, topic_root="t")
+
+    # Astana is UTC+5; lamps are at full level from dusk to local midnight, then dimmed.
+    evening = datetime(2026, 11, 23, 17, 30, tzinfo=UTC)  # 22:30 local
+    after_midnight = datetime(2026, 11, 23, 19, 5, tzinfo=UTC)  # 00:05 local
+    dim_fault_start = datetime(2026, 11, 23, 19, 10, tzinfo=UTC)
+    span_end = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
+
+    def dimming(start: datetime, history_from: datetime | None) -> datetime | None:
+        f = Fault("lighting", "dimming_failure", "x", dim_fault_start, span_end, "x")
+        return _observable(f, scenario(start), span_end, history_from)
+
+    assert dimming(evening, evening) == evening + timedelta(minutes=100)  # first dimmed probe
+    assert dimming(after_midnight, after_midnight) is None  # never seen at full level
+    assert dimming(after_midnight, None) is not None  # the history days have it
+
+    meter_fault = Fault(
+        "metering", "reverse_energy", "m", evening + timedelta(minutes=1), span_end, "x"
+    )
+    assert _observable(meter_fault, scenario(evening), span_end, evening) == evening + timedelta(
+        minutes=15
+    )
+    assert _observable(meter_fault, scenario(evening), span_end, None) == meter_fault.start

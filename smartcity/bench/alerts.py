@@ -203,10 +203,52 @@ def _run(
     return messages
 
 
-def _observable(f: Fault, scenario: Scenario, span_end: datetime) -> datetime | None:
-    """When the fault's signal can first be seen by its rule (see the module docstring)."""
+def _observable(
+    f: Fault, scenario: Scenario, span_end: datetime, history_from: datetime | None = None
+) -> datetime | None:
+    """When the fault's signal can first be seen by its rule (see the module docstring).
+
+    `history_from`: the database holds nothing before it (a soak starts empty), so the rules
+    that compare with a device's own past see the fault only once that past exists: reverse
+    energy a previous reading of the meter, dimming failure enough full-level readings of the
+    lamp. None: the history days before the span supply them (this benchmark)."""
     interval = timedelta(seconds=INTERVAL_S[f.domain])
     end = min(f.end, span_end)
+    t: datetime | None = None
+    if history_from is not None:
+        t = _first_with_history(f, scenario, end, history_from, interval)
+        return t if t is not None and t < end else None
+    return _observable_with_history(f, scenario, end, interval)
+
+
+def _first_with_history(
+    f: Fault, scenario: Scenario, end: datetime, history_from: datetime, interval: timedelta
+) -> datetime | None:
+    if f.kind == "reverse_energy":
+        # Every meter has reported once an interval after the start; a reading after that has
+        # a previous one to compare its export register with.
+        return max(f.start, history_from + interval)
+    if f.kind == "dimming_failure":
+        fleet = scenario.lighting
+        assert fleet is not None
+        # References: the lamp's readings at full level (the rule needs DIMMING_REFERENCE_MIN;
+        # one more for the lamp's reporting phase within the interval).
+        full = 0
+        probe = history_from
+        while probe < end:
+            dim = fleet.dim_pct_at(probe)
+            if dim >= rules.DIMMING_FULL_PCT:
+                full += 1
+            elif dim > 0 and probe >= f.start and full > context.DIMMING_REFERENCE_MIN:
+                return probe
+            probe += interval
+        return None
+    return _observable_with_history(f, scenario, end, interval)
+
+
+def _observable_with_history(
+    f: Fault, scenario: Scenario, end: datetime, interval: timedelta
+) -> datetime | None:
     t: datetime | None = None
     if f.domain == "lighting" and f.kind in {"lamp_failure", "day_burning", "dimming_failure"}:
         fleet = scenario.lighting
@@ -441,7 +483,12 @@ def command(
 
 
 def _faults(
-    log: Any, lighting: Scenario, metering: Scenario, span_start: datetime, span_end: datetime
+    log: Any,
+    lighting: Scenario,
+    metering: Scenario,
+    span_start: datetime,
+    span_end: datetime,
+    history_from: datetime | None = None,
 ) -> list[Fault]:
     out: list[Fault] = []
     busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
@@ -463,7 +510,7 @@ def _faults(
         f = Fault(domain, kind, device, start, end, RULE_OF_FAULT[(domain, kind)])
         if start >= span_start:
             fleet = lighting if domain == "lighting" else metering
-            f.observable = _observable(f, fleet, span_end)
+            f.observable = _observable(f, fleet, span_end, history_from)
         # else: started in the history and still active: its alerts are right (not false
         # positives), but it is not scored for recall or delay.
         out.append(f)
@@ -488,6 +535,9 @@ def score_soak(
     * a fault counts for recall only if its signal was observable at least one reporting
       interval before the end of the span: the device must have reported it before the run
       stopped (its alerts still count as true positives either way);
+    * the soak's database starts empty: reverse energy is observable only once the meter has
+      a previous reading in the run, dimming failure only once the lamp has reported at full
+      level often enough to have its reference (`_observable`'s `history_from`);
     * alerts on the soak's own devices (`soak-…`: lag probe, storm, readiness meters, whose
       payloads are synthetic) are left out and counted apart, and so are alerts of rules
       whose faults the soak does not inject (by rule, `alerts_of_rules_not_injected`);
@@ -513,7 +563,7 @@ def score_soak(
         log = FaultLog()
         log.entries = read_faults(spec.faults_path)
         end = spec.start + timedelta(seconds=spec.duration_s)
-        for f in _faults(log, scenario, scenario, spec.start, end):
+        for f in _faults(log, scenario, scenario, spec.start, end, history_from=spec.start):
             last_moment = end - timedelta(seconds=INTERVAL_S[f.domain])
             if f.observable is not None and f.observable > last_moment:
                 f.observable = None
